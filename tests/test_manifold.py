@@ -1,0 +1,453 @@
+"""Property tests of the Grassmann manifold: projections, maps, distance, transports, checks."""
+
+from __future__ import annotations
+
+import math
+
+import geoopt
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grassmann import Grassmann
+from grassmann.angles import principal_angles
+from tests.conftest import DTYPES, tol
+
+# ------------------------------------------------------------------------------------------------
+# helpers (also imported by test_angles.py and test_stiefel.py)
+# ------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def problems(draw, max_n: int = 8, min_codim: int = 1, batches=((), (3,))):
+    """(n, k, batch shape, dtype, generator) with ``1 <= k <= n - min_codim``."""
+    n = draw(st.integers(1 + min_codim, max_n))
+    k = draw(st.integers(1, n - min_codim))
+    batch = draw(st.sampled_from(batches))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return n, k, batch, dtype, torch.Generator().manual_seed(seed)
+
+
+def randn(shape, dtype, gen) -> torch.Tensor:
+    return torch.randn(shape, dtype=dtype, generator=gen)
+
+
+def rand_point(shape, dtype, gen) -> torch.Tensor:
+    return Grassmann().random(shape, dtype=dtype, generator=gen)
+
+
+def rand_tangent(x: torch.Tensor, gen, scale: float | None = None) -> torch.Tensor:
+    """Horizontal vector at x; with ``scale`` its spectral norm is set to ``scale``."""
+    u = Grassmann().proju(x, randn(x.shape, x.dtype, gen))
+    if scale is not None:
+        u = u * (scale / torch.linalg.matrix_norm(u, ord=2, keepdim=True))
+    return u
+
+
+def rand_orthogonal(k: int, batch, dtype, gen) -> torch.Tensor:
+    return Grassmann().random((*batch, k, k), dtype=dtype, generator=gen)
+
+
+def eye(k: int, dtype) -> torch.Tensor:
+    return torch.eye(k, dtype=dtype)
+
+
+def orth_err(x: torch.Tensor) -> float:
+    return float((x.mT @ x - eye(x.shape[-1], x.dtype)).abs().max())
+
+
+def span_dist(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Largest principal angle between span x and span y."""
+    return float(principal_angles(x, y, validate=False).max())
+
+
+MAN = Grassmann()
+RETRACTIONS = ["qr", "polar", "expmap"]
+
+# ------------------------------------------------------------------------------------------------
+# projections
+# ------------------------------------------------------------------------------------------------
+
+
+@given(problems(min_codim=0))
+def test_proju_is_idempotent_and_horizontal(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    g = randn((*batch, n, k), dtype, gen)
+    u = MAN.proju(x, g)
+    assert torch.allclose(MAN.proju(x, u), u, atol=tol(dtype))
+    assert float((x.mT @ u).abs().max()) < tol(dtype)
+    assert torch.equal(MAN.egrad2rgrad(x, g), u)
+
+
+@given(problems(min_codim=0))
+def test_proju_maps_vertical_direction_to_zero(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    r = randn((*batch, k, k), dtype, gen)
+    assert float(MAN.proju(x, x @ r).abs().max()) < tol(dtype)
+
+
+@given(problems(min_codim=0))
+def test_projx_lands_on_manifold_and_keeps_span(p):
+    n, k, batch, dtype, gen = p
+    a = randn((*batch, n, k), dtype, gen)
+    x = MAN.projx(a)
+    assert orth_err(x) < tol(dtype)
+    # span unchanged: the residual of a after projecting onto span x vanishes
+    assert float((a - x @ (x.mT @ a)).abs().max()) < 1e3 * tol(dtype)
+    # points are fixed
+    assert torch.allclose(MAN.projx(x), x, atol=tol(dtype))
+
+
+@given(problems(min_codim=0))
+def test_inner_is_frobenius_and_norm_matches(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    u, v = rand_tangent(x, gen), rand_tangent(x, gen)
+    assert torch.allclose(MAN.inner(x, u, v), torch.einsum("...ij,...ij->...", u, v))
+    assert MAN.inner(x, u, v, keepdim=True).shape == (*batch, 1, 1)
+    assert torch.allclose(MAN.norm(x, u) ** 2, MAN.inner(x, u), rtol=1e3 * tol(dtype))
+    assert MAN.component_inner(x, u).shape == (*batch, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# retractions and the exponential map
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@settings(max_examples=15)
+@given(p=problems(), scale=st.floats(0.0, 3.0))
+def test_retraction_lands_on_manifold(retraction, p, scale):
+    n, k, batch, dtype, gen = p
+    man = Grassmann(retraction=retraction)
+    x = rand_point((*batch, n, k), dtype, gen)
+    y = man.retr(x, rand_tangent(x, gen, scale))
+    assert orth_err(y) < 10 * tol(dtype)
+    assert man.check_point_on_manifold(y, atol=10 * tol(dtype))
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@settings(max_examples=15)
+@given(p=problems())
+def test_retraction_at_zero_is_identity(retraction, p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    y = Grassmann(retraction=retraction).retr(x, torch.zeros_like(x))
+    assert torch.allclose(y, x, atol=tol(dtype))
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@settings(max_examples=15)
+@given(p=problems(batches=((),)))
+def test_retraction_has_velocity_u_at_zero(retraction, p):
+    n, k, batch, _, gen = p
+    dtype = torch.float64  # finite differences need the digits
+    man = Grassmann(retraction=retraction)
+    x = rand_point((n, k), dtype, gen)
+    u = rand_tangent(x, gen, 1.0)
+    h = 1e-5
+    fd = (man.retr(x, h * u) - man.retr(x, -h * u)) / (2 * h)
+    assert torch.allclose(fd, u, atol=1e-8)
+
+
+@given(p=problems(), scale=st.floats(0.0, 3.0))
+def test_expmap_lands_on_manifold(p, scale):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    y = MAN.expmap(x, rand_tangent(x, gen, scale))
+    assert orth_err(y) < 10 * tol(dtype)
+
+
+@given(problems())
+def test_expmap_at_zero_is_identity(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    assert torch.allclose(MAN.expmap(x, torch.zeros_like(x)), x, atol=tol(dtype))
+
+
+@given(problems(batches=((),)))
+def test_expmap_has_velocity_u_at_zero(p):
+    n, k, _, _, gen = p
+    dtype = torch.float64
+    x = rand_point((n, k), dtype, gen)
+    u = rand_tangent(x, gen, 1.0)
+    h = 1e-5
+    fd = (MAN.expmap(x, h * u) - MAN.expmap(x, -h * u)) / (2 * h)
+    assert torch.allclose(fd, u, atol=1e-8)
+
+
+@given(p=problems(), scale=st.floats(0.0, 1.45))
+def test_logmap_inverts_expmap(p, scale):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, scale)  # ||u||_2 < pi/2: inside the injectivity radius
+    v = MAN.logmap(x, MAN.expmap(x, u))
+    assert torch.allclose(v, u, atol=100 * tol(dtype))
+
+
+@given(p=problems(), scale=st.floats(0.0, 1.45))
+def test_dist_of_expmap_equals_norm(p, scale):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, scale)
+    d = MAN.dist(x, MAN.expmap(x, u))
+    assert torch.allclose(d, MAN.norm(x, u), atol=100 * tol(dtype))
+
+
+@given(problems(min_codim=0))
+def test_expmap_of_logmap_spans_y(p):
+    n, k, batch, dtype, gen = p
+    x, y = rand_point((*batch, n, k), dtype, gen), rand_point((*batch, n, k), dtype, gen)
+    u = MAN.logmap(x, y)
+    assert float((x.mT @ u).abs().max()) < 10 * tol(dtype)
+    assert span_dist(MAN.expmap(x, u), y) < 1e3 * tol(dtype) ** 0.75
+    assert torch.allclose(MAN.norm(x, u), MAN.dist(x, y), atol=100 * tol(dtype))
+
+
+@given(problems())
+def test_logmap_of_same_subspace_is_zero(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    q = rand_orthogonal(k, batch, dtype, gen)
+    assert float(MAN.logmap(x, x @ q).abs().max()) < 10 * tol(dtype)
+
+
+@given(p=problems(min_codim=1), n_orth=st.integers(1, 8))
+def test_logmap_where_xty_is_singular_is_finite_and_exp_spans_y(p, n_orth):
+    n, k, batch, dtype, gen = p
+    # y = [some directions inside/near x, directions orthogonal to x]: X^T Y is singular
+    n = max(n, 2 * k)
+    j = min(n_orth, k)
+    z = rand_point((*batch, n, 2 * k), dtype, gen)
+    x = z[..., :k]
+    inside = x @ rand_orthogonal(k, batch, dtype, gen)
+    y = torch.cat((inside[..., : k - j], z[..., k : k + j]), dim=-1)
+    u = MAN.logmap(x, y)
+    assert bool(torch.isfinite(u).all())
+    assert span_dist(MAN.expmap(x, u), y) < 1e3 * tol(dtype) ** 0.75
+    assert torch.allclose(MAN.norm(x, u), MAN.dist(x, y), atol=100 * tol(dtype))
+    assert torch.allclose(MAN.dist(x, y), torch.full_like(MAN.dist(x, y), math.pi / 2 * j**0.5))
+
+
+# ------------------------------------------------------------------------------------------------
+# distance
+# ------------------------------------------------------------------------------------------------
+
+
+@given(problems(min_codim=0))
+def test_dist_is_symmetric(p):
+    n, k, batch, dtype, gen = p
+    x, y = rand_point((*batch, n, k), dtype, gen), rand_point((*batch, n, k), dtype, gen)
+    assert torch.allclose(MAN.dist(x, y), MAN.dist(y, x), atol=tol(dtype))
+    assert MAN.dist(x, y, keepdim=True).shape == (*batch, 1, 1)
+
+
+@given(problems())
+def test_dist_is_zero_exactly_on_the_same_subspace(p):
+    n, k, batch, dtype, gen = p
+    x, y = rand_point((*batch, n, k), dtype, gen), rand_point((*batch, n, k), dtype, gen)
+    q = rand_orthogonal(k, batch, dtype, gen)
+    assert float(MAN.dist(x, x @ q).max()) < 10 * tol(dtype)
+    assert float(MAN.dist(x, y).min()) > 0  # k < n: distinct random subspaces
+
+
+@given(problems(min_codim=0))
+def test_dist_is_invariant_under_basis_change_and_common_rotation(p):
+    n, k, batch, dtype, gen = p
+    x, y = rand_point((*batch, n, k), dtype, gen), rand_point((*batch, n, k), dtype, gen)
+    qx, qy = rand_orthogonal(k, batch, dtype, gen), rand_orthogonal(k, batch, dtype, gen)
+    rot = rand_orthogonal(n, batch, dtype, gen)
+    d = MAN.dist(x, y)
+    assert torch.allclose(MAN.dist(x @ qx, y @ qy), d, atol=100 * tol(dtype))
+    assert torch.allclose(MAN.dist(rot @ x, rot @ y), d, atol=100 * tol(dtype))
+
+
+@given(problems(min_codim=0))
+def test_dist_obeys_triangle_inequality(p):
+    n, k, batch, dtype, gen = p
+    x, y, z = (rand_point((*batch, n, k), dtype, gen) for _ in range(3))
+    lhs = MAN.dist(x, z)
+    assert bool((lhs <= MAN.dist(x, y) + MAN.dist(y, z) + 10 * tol(dtype)).all())
+
+
+# ------------------------------------------------------------------------------------------------
+# transports
+# ------------------------------------------------------------------------------------------------
+
+
+@given(p=problems(), scale=st.floats(0.0, 3.0), t=st.floats(-2.0, 2.0))
+def test_parallel_transport_preserves_inner_products_and_is_horizontal(p, scale, t):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, scale)
+    v, w = rand_tangent(x, gen), rand_tangent(x, gen)
+    tv, tw = MAN.parallel_transp(x, u, v, t), MAN.parallel_transp(x, u, w, t)
+    y = MAN.expmap(x, t * u)
+    assert float((y.mT @ tv).abs().max()) < 100 * tol(dtype)
+    assert torch.allclose(MAN.inner(y, tv, tw), MAN.inner(x, v, w), atol=100 * tol(dtype))
+
+
+@given(p=problems(), scale=st.floats(0.0, 3.0), t=st.floats(-2.0, 2.0))
+def test_parallel_transport_carries_geodesic_velocity_to_itself(p, scale, t):
+    n, k, batch, _, gen = p
+    dtype = torch.float64
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, scale)
+    h = 1e-5
+    velocity = (MAN.expmap(x, (t + h) * u) - MAN.expmap(x, (t - h) * u)) / (2 * h)
+    assert torch.allclose(MAN.parallel_transp(x, u, u, t), velocity, atol=1e-8)
+
+
+@given(problems())
+def test_parallel_transport_at_time_zero_is_identity(p):
+    n, k, batch, dtype, gen = p
+    x = rand_point((*batch, n, k), dtype, gen)
+    u, v = rand_tangent(x, gen, 1.0), rand_tangent(x, gen)
+    assert torch.allclose(MAN.parallel_transp(x, u, v, 0.0), v, atol=tol(dtype))
+    y, tv = MAN.expmap_parallel_transp(x, u, v)
+    assert torch.allclose(tv, MAN.parallel_transp(x, u, v), atol=tol(dtype))
+    assert torch.allclose(y, MAN.expmap(x, u))
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@settings(max_examples=15)
+@given(p=problems())
+def test_vector_transport_by_projection_is_horizontal_at_new_point(retraction, p):
+    n, k, batch, dtype, gen = p
+    man = Grassmann(retraction=retraction)
+    x = rand_point((*batch, n, k), dtype, gen)
+    u, v = rand_tangent(x, gen, 0.5), rand_tangent(x, gen)
+    for y, tv in (man.retr_transp(x, u, v), man.expmap_transp(x, u, v)):
+        assert float((y.mT @ tv).abs().max()) < 10 * tol(dtype)
+        assert torch.allclose(tv, man.transp(x, y, v))
+    assert torch.allclose(man.transp_follow_retr(x, u, v), man.retr_transp(x, u, v)[1])
+    assert torch.allclose(man.transp_follow_expmap(x, u, v), man.expmap_transp(x, u, v)[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# sampling, geoopt checks
+# ------------------------------------------------------------------------------------------------
+
+
+def test_random_shapes_dtype_generator_and_orthonormality():
+    man = Grassmann()
+    assert man.random(5, 2).shape == (5, 2)
+    assert man.random(3, 5, 2).shape == (3, 5, 2)
+    assert man.random((3, 5, 2)).shape == (3, 5, 2)
+    x = man.random(4, 7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = man.random(4, 7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert x.dtype == torch.float64 and torch.equal(x, y)
+    assert isinstance(x, geoopt.ManifoldTensor) and x.manifold is man
+    assert orth_err(x) < 1e-12
+
+
+def test_random_is_rotation_invariant_on_average():
+    # E[X X^T] = (k / n) I for the Haar measure; a non-uniform sampler (e.g. without the
+    # QR sign fix on the first columns) would not be isotropic in this way.
+    n, k = 5, 2
+    x = Grassmann().random(
+        20000, n, k, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    mean = (x @ x.mT).mean(0)
+    assert torch.allclose(mean, k / n * torch.eye(n, dtype=torch.float64), atol=0.02)
+    # first column: E[x_1 x_1^T] = I / n as well
+    c = x[..., 0]
+    assert torch.allclose(c.mT @ c / len(c), torch.eye(n, dtype=torch.float64) / n, atol=0.02)
+
+
+def test_origin_is_first_coordinate_vectors():
+    o = Grassmann().origin(2, 4, 2, dtype=torch.float64)
+    assert o.shape == (2, 4, 2)
+    assert torch.equal(o[0], torch.eye(4, 2, dtype=torch.float64))
+
+
+def test_geoopt_checks_accept_points_and_tangents_and_reject_others():
+    man = Grassmann()
+    x = man.random(6, 2, dtype=torch.float64)
+    u = rand_tangent(x, torch.Generator().manual_seed(0))
+    assert man.check_point_on_manifold(x)
+    ok, reason = man.check_point_on_manifold(2 * x, explain=True)
+    assert not ok and "X^T X" in reason
+    assert man.check_vector_on_tangent(x, u)
+    ok, reason = man.check_vector_on_tangent(x, x, explain=True)
+    assert not ok and "X^T U" in reason
+    ok, reason = man.check_point(torch.zeros(2, 3), explain=True)
+    assert not ok and "k <= n" in reason
+    ok, reason = man.check_point(torch.zeros(3), explain=True)
+    assert not ok and "2 dimensions" in reason
+    p = geoopt.ManifoldParameter(x, manifold=man)
+    assert p.manifold is man
+    assert "retraction='qr'" in repr(man)
+
+
+def test_maps_follow_device_and_dtype(device, dtype):
+    man = Grassmann()
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = man.random(4, 9, 3, dtype=dtype, device=device, generator=gen)
+    y = man.random(4, 9, 3, dtype=dtype, device=device, generator=gen)
+    assert x.device.type == device.type and x.dtype == dtype
+    u = man.logmap(x, y)
+    for out in (
+        u,
+        man.expmap(x, u),
+        man.retr(x, u),
+        man.transp(x, y, u),
+        man.parallel_transp(x, u, u),
+        man.dist(x, y),
+        man.projx(x),
+    ):
+        assert out.device.type == device.type and out.dtype == dtype
+    assert torch.allclose(
+        man.dist(man.expmap(x, u), y),
+        torch.zeros(4, dtype=dtype, device=device),
+        atol=1e3 * tol(dtype),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------------
+
+
+def test_random_rejects_k_greater_than_n_and_k_zero():
+    with pytest.raises(ValueError, match=r"k <= n.*k=5 > n=3"):
+        Grassmann().random(3, 5)
+    with pytest.raises(ValueError, match=r"k >= 1.*k=0"):
+        Grassmann().random(3, 0)
+
+
+def test_bad_points_raise_value_error_naming_the_argument():
+    man = Grassmann()
+    x = man.random(6, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"y must have at most as many columns.*k=7 > n=6"):
+        man.dist(x, torch.randn(6, 7, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x must have at least one column.*k=0"):
+        man.logmap(torch.zeros(6, 0, dtype=torch.float64), x)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"y must be finite, got 1 NaN or infinite"):
+        man.logmap(x, bad)
+    with pytest.raises(ValueError, match=r"x and y must have the same number of rows n.*n=6.*n=5"):
+        man.dist(x, man.random(5, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"same number of columns k"):
+        man.dist(x, man.random(6, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"y must have orthonormal columns.*max \|X\^T X - I\|"):
+        man.dist(x, 3 * x)
+    with pytest.raises(ValueError, match=r"x must have orthonormal columns"):
+        man.parallel_transp(2 * x, x, x)
+    with pytest.raises(ValueError, match=r"retraction must be one of 'qr', 'polar', 'expmap'"):
+        Grassmann(retraction="cayley")
+    with pytest.raises(TypeError, match="check must be a bool"):
+        Grassmann(check=1)
+
+
+def test_check_false_skips_value_checks():
+    man = Grassmann(check=False)
+    x = man.random(6, 2, dtype=torch.float64)
+    assert torch.isfinite(man.dist(x, 1.0000001 * x)).all()
+    with pytest.raises(ValueError, match="k <= n"):  # shapes are still checked
+        man.dist(x, torch.randn(2, 3, dtype=torch.float64))
