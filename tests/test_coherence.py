@@ -1,0 +1,230 @@
+"""Tiled coherence against dense computations, reports, subspace coherence, memory."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grassmann import coherence, coherence_report, constructions, subspace_coherence
+
+
+def dense(W: torch.Tensor, mode: str) -> float:
+    U = torch.nn.functional.normalize(W.to(torch.float64), dim=1)
+    G = U @ U.T
+    G.fill_diagonal_(-math.inf)
+    if mode == "lines":
+        G = (U @ U.T).abs()
+        G.fill_diagonal_(-math.inf)
+    return float(G.max())
+
+
+@given(
+    num=st.integers(2, 70),
+    dim=st.integers(1, 12),
+    chunk=st.integers(1, 80),
+    mode=st.sampled_from(["lines", "sphere"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_tiled_coherence_equals_dense_for_every_chunk(num, dim, chunk, mode, seed):
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(num, dim, generator=gen, dtype=torch.float64)
+    assert abs(coherence(W, mode=mode, chunk_size=chunk) - dense(W, mode)) <= 1e-14
+
+
+@given(
+    num=st.integers(2, 60),
+    dim=st.integers(1, 40),
+    chunk=st.integers(1, 64),
+    mode=st.sampled_from(["lines", "sphere"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_float32_input_gives_float64_answer_of_the_upcast_values(num, dim, chunk, mode, seed):
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(num, dim, generator=gen).to(torch.float32)
+    assert abs(coherence(W, mode=mode, chunk_size=chunk) - dense(W.double(), mode)) <= 1e-14
+
+
+def test_float32_verification_finds_near_ties():
+    # many pairs within float32 rounding of each other: the float64 answer must still be exact
+    frame = constructions.paley_etf(26)
+    W = (frame + 1e-7 * torch.randn(26, 13, dtype=torch.float64)).to(torch.float32)
+    for chunk in (1, 3, 7, 26):
+        assert abs(coherence(W, chunk_size=chunk) - dense(W.double(), "lines")) <= 1e-14
+
+
+def test_matches_on_device_and_dtype(device, dtype):
+    W = torch.randn(300, 9, dtype=dtype, device=device)
+    for mode in ("lines", "sphere"):
+        assert abs(coherence(W, mode=mode, chunk_size=64) - dense(W.cpu(), mode)) <= 1e-14
+
+
+def test_scale_invariance_and_two_vectors():
+    W = torch.tensor([[3.0, 4.0], [0.0, -2.0]], dtype=torch.float64)
+    assert coherence(W) == pytest.approx(0.8, abs=1e-15)
+    assert coherence(W, mode="sphere") == pytest.approx(-0.8, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("W", "kwargs", "exc", "match"),
+    [
+        (torch.randn(1, 4), {}, ValueError, "at least 2 vectors"),
+        (torch.randn(4), {}, ValueError, "2-D tensor"),
+        (torch.tensor([[1.0, 0.0], [0.0, 0.0]]), {}, ValueError, "zero row"),
+        (torch.tensor([[1.0, math.nan], [0.0, 1.0]]), {}, ValueError, "finite"),
+        (torch.randn(4, 3), {"mode": "circle"}, ValueError, "mode must be one of"),
+        (torch.randn(4, 3), {"chunk_size": 0}, ValueError, "chunk_size must be >= 1"),
+        (np.ones((3, 2)), {}, TypeError, "torch.Tensor"),
+    ],
+)
+def test_invalid_inputs_raise(W, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        coherence(W, **kwargs)
+
+
+def test_report_matches_dense_statistics():
+    torch.manual_seed(1)
+    W = torch.randn(157, 6, dtype=torch.float64)
+    for mode in ("lines", "sphere"):
+        rep = coherence_report(W, mode=mode, chunk_size=40, bins=2000)
+        U = torch.nn.functional.normalize(W, dim=1)
+        iu = torch.triu_indices(157, 157, offset=1)
+        vals = (U @ U.T)[iu[0], iu[1]]
+        if mode == "lines":
+            vals = vals.abs()
+        assert abs(rep.coherence - float(vals.max())) <= 1e-14
+        assert rep.mean == pytest.approx(float(vals.mean()), abs=1e-13)
+        width = (1.0 if mode == "lines" else 2.0) / 2000
+        for q, v in rep.quantiles.items():
+            assert abs(v - float(torch.quantile(vals, q))) <= width + 1e-12
+        assert rep.num_pairs == 1 and len(rep.pairs) == 1
+        i, j = rep.pairs[0]
+        g = float(U[i] @ U[j])
+        assert abs((abs(g) if mode == "lines" else g) - rep.coherence) <= 1e-14
+        edges, counts = rep.histogram
+        assert counts.sum() == 157 * 156 // 2 and len(edges) == 2001
+        assert rep.gap == pytest.approx(rep.coherence - rep.bound)
+        json.dumps(rep.as_dict())
+
+
+def test_report_lists_all_attaining_pairs_of_an_etf():
+    rep = coherence_report(constructions.johnson_etf(), chunk_size=5, max_pairs=10)
+    assert rep.num_pairs == 28 * 27 // 2 and len(rep.pairs) == 10
+    assert rep.bound_name == "welch" and abs(rep.gap) <= 1e-12
+    assert all(i < j for i, j in rep.pairs)
+
+
+def _random_stack(num, n, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(num, n, k, generator=gen, dtype=torch.float64))
+    return q
+
+
+def _brute_force(X):
+    best_angle, best_dist = math.inf, math.inf
+    for i in range(len(X)):
+        for j in range(i + 1, len(X)):
+            ang = scipy.linalg.subspace_angles(X[i].numpy(), X[j].numpy())
+            best_angle = min(best_angle, float(ang.min()))
+            best_dist = min(best_dist, float(np.sqrt(np.sum(np.sin(ang) ** 2))))
+    return best_angle, best_dist
+
+
+@given(
+    num=st.integers(2, 12),
+    n=st.integers(2, 7),
+    k=st.integers(1, 4),
+    chunk=st.integers(1, 13),
+    seed=st.integers(0, 10**6),
+)
+def test_subspace_coherence_matches_scipy_subspace_angles(num, n, k, chunk, seed):
+    k = min(k, n - 1) if n > 1 else 1
+    X = _random_stack(num, n, k, seed)
+    res = subspace_coherence(X, chunk_size=chunk)
+    angle, dist = _brute_force(X)
+    assert res.min_angle == pytest.approx(angle, abs=1e-12)
+    assert res.min_chordal_distance == pytest.approx(dist, abs=1e-12)
+    i, j = res.pair_angle
+    assert i < j
+    assert float(scipy.linalg.subspace_angles(X[i].numpy(), X[j].numpy()).min()) == (
+        pytest.approx(res.min_angle, abs=1e-12)
+    )
+
+
+def test_subspace_coherence_small_angles_are_accurate():
+    X = _random_stack(5, 8, 3, 0)
+    # X4 = X0 cos t + Q sin t with Q orthonormal and orthogonal to X0: all angles equal t
+    t = 1e-9
+    full, _ = torch.linalg.qr(torch.cat([X[0], torch.randn(8, 3, dtype=torch.float64)], 1))
+    X[4] = X[0] * math.cos(t) + full[:, 3:6] * math.sin(t)
+    res = subspace_coherence(X)
+    assert res.pair_angle == (0, 4) and res.pair_distance == (0, 4)
+    assert res.min_angle == pytest.approx(t, rel=1e-6)  # arccos would give 0 here
+    assert res.min_chordal_distance == pytest.approx(math.sqrt(3) * t, rel=1e-6)
+
+
+def test_subspace_coherence_invalid_inputs():
+    with pytest.raises(ValueError, match="orthonormal columns"):
+        subspace_coherence(torch.randn(4, 5, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least 2 subspaces"):
+        subspace_coherence(_random_stack(1, 5, 2, 0))
+    with pytest.raises(ValueError, match="3-D tensor"):
+        subspace_coherence(torch.randn(4, 5))
+
+
+_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, time, torch
+    torch.set_num_threads(2)
+    from grassmann import coherence
+    n, d = int(sys.argv[1]), int(sys.argv[2])
+    W = torch.randn(n, d, dtype=torch.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    mu = coherence(W)
+    dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(mu, (after - before) * 1024, dt)
+    """
+)
+
+
+@pytest.mark.slow
+def test_coherence_memory_stays_far_below_the_gram_matrix():
+    n, d = 50_000, 64
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(n), str(d)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout.split()
+    mu, extra = float(out[0]), float(out[1])
+    assert 0.0 < mu < 1.0
+    gram_bytes = n * n * 4  # 10 GB in float32
+    assert extra < 1e9 and extra < gram_bytes / 20
+
+
+@pytest.mark.parametrize("chunk", [257, 300, 1000])
+@pytest.mark.parametrize("num", [257, 601])
+def test_tiled_coherence_equals_dense_with_cpu_row_strips(num, chunk):
+    # chunks that do not divide N, and one larger than N
+    gen = torch.Generator().manual_seed(num + chunk)
+    W = torch.randn(num, 5, generator=gen, dtype=torch.float64)
+    for mode in ("lines", "sphere"):
+        assert abs(coherence(W, mode=mode, chunk_size=chunk) - dense(W, mode)) <= 1e-14
+        assert abs(coherence(W.float(), mode=mode, chunk_size=chunk) - dense(W.float(), mode)) <= (
+            1e-14
+        )
+    rep = coherence_report(W, chunk_size=chunk, bins=100)
+    assert rep.histogram[1].sum() == num * (num - 1) // 2
+    assert abs(rep.coherence - dense(W, "lines")) <= 1e-14 and rep.num_pairs == 1

@@ -1,0 +1,119 @@
+"""Closed-form frames attain their stated coherence, which equals the valid lower bound."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grassmann import coherence, constructions, known_optimal, lower_bound
+
+CASES = [
+    ("orthonormal", lambda: constructions.orthonormal(4, 7), "lines", 0.0),
+    ("simplex_sphere", lambda: constructions.simplex(6), "sphere", -1 / 6),
+    ("simplex_lines", lambda: constructions.simplex(6), "lines", 1 / 6),
+    ("orthoplex", lambda: constructions.orthoplex(9, 5), "sphere", 0.0),
+    ("paley6", lambda: constructions.paley_etf(6), "lines", 1 / math.sqrt(5)),
+    ("paley10_q9", lambda: constructions.paley_etf(10), "lines", 1 / 3),
+    ("paley14", lambda: constructions.paley_etf(14), "lines", 1 / math.sqrt(13)),
+    ("paley26_q25", lambda: constructions.paley_etf(26), "lines", 1 / 5),
+    ("paley82_q81", lambda: constructions.paley_etf(82), "lines", 1 / 9),
+    ("paley126_q125", lambda: constructions.paley_etf(126), "lines", 1 / math.sqrt(125)),
+    ("clebsch", constructions.clebsch_etf, "lines", 1 / 3),
+    ("johnson", constructions.johnson_etf, "lines", 1 / 3),
+    (
+        "naimark_28_21",
+        lambda: constructions.naimark_complement(constructions.johnson_etf()),
+        "lines",
+        1 / 9,
+    ),
+    ("icosahedron", constructions.icosahedron, "sphere", 1 / math.sqrt(5)),
+    ("icosahedron_lines", lambda: constructions.icosahedron()[::2], "lines", 1 / math.sqrt(5)),
+    ("polygon_sphere", lambda: constructions.polygon(7), "sphere", math.cos(2 * math.pi / 7)),
+    ("polygon_lines", lambda: constructions.polygon(7, "lines"), "lines", math.cos(math.pi / 7)),
+    ("e8", constructions.e8_roots, "sphere", 0.5),
+    ("e8_lines", lambda: constructions.e8_roots("lines"), "lines", 0.5),
+]
+
+
+@pytest.mark.parametrize(("name", "build", "mode", "mu"), CASES, ids=[c[0] for c in CASES])
+def test_construction_attains_its_coherence_and_the_lower_bound(name, build, mode, mu):
+    frame = build()
+    assert frame.dtype == torch.float64
+    assert torch.allclose(frame.norm(dim=1), torch.ones(len(frame), dtype=torch.float64))
+    got = coherence(frame, mode=mode)
+    assert abs(got - mu) <= 1e-12
+    num, dim = frame.shape
+    if not (mode == "lines" and num <= dim):
+        assert abs(lower_bound(num, dim, mode).value - mu) <= 1e-12
+
+
+def test_etfs_are_tight_and_equiangular():
+    for frame in (constructions.paley_etf(26), constructions.clebsch_etf()):
+        num, dim = frame.shape
+        gram = frame @ frame.T
+        off = gram[~torch.eye(num, dtype=torch.bool)].abs()
+        assert (off.max() - off.min()).item() < 1e-12
+        assert torch.allclose(frame.T @ frame, num / dim * torch.eye(dim, dtype=frame.dtype))
+
+
+def test_dtype_and_device_keywords(device):
+    frame = constructions.simplex(4, dtype=torch.float32, device=device)
+    assert frame.dtype == torch.float32 and frame.device.type == device.type
+    opt = known_optimal(12, 3, "sphere", dtype=torch.float32, device=device)
+    assert opt is not None and opt.dtype == torch.float32 and opt.device.type == device.type
+
+
+@pytest.mark.parametrize(
+    ("num", "dim", "mode"),
+    [
+        (3, 8, "lines"),
+        (9, 8, "lines"),
+        (6, 3, "lines"),
+        (10, 5, "lines"),
+        (16, 6, "lines"),
+        (16, 10, "lines"),
+        (28, 7, "lines"),
+        (28, 21, "lines"),
+        (120, 8, "lines"),
+        (5, 2, "lines"),
+        (4, 2, "lines"),
+        (3, 5, "sphere"),
+        (6, 5, "sphere"),
+        (9, 5, "sphere"),
+        (10, 5, "sphere"),
+        (12, 3, "sphere"),
+        (240, 8, "sphere"),
+        (9, 2, "sphere"),
+        (2, 1, "sphere"),
+        (3, 1, "sphere"),
+    ],
+)
+def test_known_optimal_returns_frames_that_meet_the_bound(num, dim, mode):
+    frame = known_optimal(num, dim, mode)
+    assert frame is not None and frame.shape == (num, dim)
+    assert abs(coherence(frame, mode=mode) - lower_bound(num, dim, mode).value) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("num", "dim", "mode"),
+    [(7, 3, "lines"), (100, 50, "lines"), (11, 5, "sphere"), (13, 3, "sphere"), (10, 4, "lines")],
+)
+def test_known_optimal_returns_none_when_nothing_is_known(num, dim, mode):
+    assert known_optimal(num, dim, mode) is None
+
+
+def test_invalid_arguments_raise():
+    with pytest.raises(ValueError, match="prime power = 1 \\(mod 4\\)"):
+        constructions.paley_etf(8)  # 7 = 3 mod 4
+    with pytest.raises(ValueError, match="prime power = 1 \\(mod 4\\)"):
+        constructions.paley_etf(16)  # 15 is not a prime power
+    with pytest.raises(ValueError, match="num must be <= 3"):
+        constructions.orthonormal(4, 3)
+    with pytest.raises(ValueError, match="num must be <= 6"):
+        constructions.orthoplex(7, 3)
+    with pytest.raises(ValueError, match="unit-norm tight frame"):
+        constructions.naimark_complement(torch.randn(10, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        known_optimal(5, 3, "cube")
