@@ -2,17 +2,69 @@
 
 Built on `geoopt <https://github.com/geoopt/geoopt>`_ manifolds so that
 ``geoopt.optim.RiemannianSGD`` and ``RiemannianAdam`` train the class subspaces.
+
+Note that ``grassmann.coherence`` is the *function* :func:`grassmann.coherence.coherence`; the
+module of the same name is still importable as ``from grassmann.coherence import ...``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+
+from grassmann import bounds, constructions, npyio
+from grassmann.angles import SUBSPACE_METRICS, karcher_mean, principal_angles, subspace_distance
+from grassmann.bounds import Bound, lower_bound, subspace_lower_bound
+from grassmann.coherence import (
+    CoherenceReport,
+    SubspaceCoherence,
+    coherence,
+    coherence_report,
+    subspace_coherence,
+)
+from grassmann.constructions import known_optimal
+from grassmann.heads import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
+from grassmann.manifold import Grassmann
+from grassmann.stiefel import (
+    Stiefel,
+    cayley_retraction,
+    orthonormalize,
+    polar_retraction,
+    qr_retraction,
+)
 
 try:
     __version__ = version("grassmann-ebv")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-# --- geometry (manifold.py, stiefel.py, angles.py) ---
-# --- coherence, bounds, constructions (coherence.py, bounds.py, constructions.py) ---
-# --- heads (heads.py) ---
-
-__all__ = ["__version__"]
+__all__ = [
+    # geometry
+    "Grassmann",
+    "Stiefel",
+    "orthonormalize",
+    "qr_retraction",
+    "polar_retraction",
+    "cayley_retraction",
+    "principal_angles",
+    "subspace_distance",
+    "SUBSPACE_METRICS",
+    "karcher_mean",
+    # coherence, bounds, constructions
+    "coherence",
+    "coherence_report",
+    "CoherenceReport",
+    "subspace_coherence",
+    "SubspaceCoherence",
+    "Bound",
+    "lower_bound",
+    "subspace_lower_bound",
+    "known_optimal",
+    "bounds",
+    "constructions",
+    # heads
+    "EBVHead",
+    "FixedClassifierHead",
+    "GrassmannHead",
+    "reorthonormalize_",
+    # safe .npy input/output
+    "npyio",
+    "__version__",
+]

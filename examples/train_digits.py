@@ -1,0 +1,413 @@
+r"""Train a small MLP on scikit-learn's digits with each classification head and compare them.
+
+The data set (1797 8x8 images of the digits 0-9, 64 features) ships with scikit-learn, so
+nothing is downloaded. The split is fixed (70 % train / 30 % test, stratified, ``random_state=0``)
+and the inputs are standardised with the training set's mean and standard deviation. The
+backbone ``64 -> 128 -> ReLU -> 64`` is the same for every head; only the last layer changes:
+
+* ``linear``: the usual trainable ``nn.Linear(64, 10)``;
+* ``ebv``: :class:`grassmann.EBVHead` with fixed Equiangular Basis Vectors (from
+  ``ebv_gen.generate`` when available, else an orthonormal set, which is the optimum for
+  10 lines in ``R^64``);
+* ``fixed-random`` / ``simplex``: :class:`grassmann.FixedClassifierHead`;
+* ``gcr-k{1,2,4,8}``: :class:`grassmann.GrassmannHead` with ``k``-dimensional class subspaces.
+
+Every model is trained with :class:`geoopt.optim.RiemannianSGD` (momentum 0.9, cosine learning
+rate) with two parameter groups: the Euclidean parameters with weight decay, and the class
+subspaces (``geoopt.ManifoldParameter``) without (weight decay is projected away on the
+Grassmann manifold anyway). Each configuration runs for every seed (the seed sets the
+initialisation and the batch order; the split is fixed).
+
+Intra-class feature variability
+-------------------------------
+For the test features ``f`` of a trained model, normalised to ``z = f / ||f||``, with ``mu_c``
+the mean of ``z`` over class ``c`` and ``C`` classes,
+
+.. math::
+
+    V = \frac{\frac{1}{C} \sum_c \left(1 - \|\mu_c\|^2\right)}
+             {1 - \left\|\frac{1}{C} \sum_c \mu_c\right\|^2} .
+
+The numerator is the mean over classes of the average squared distance of a normalised feature
+to its class mean (``E ||z - mu_c||^2 = 1 - ||mu_c||^2`` for unit ``z``), equivalently the mean
+within-class cosine distance ``1 - cos`` over all pairs of the class; the denominator is the
+same over all pairs of the (class-balanced) test set. ``V = 1 - R^2`` where ``R^2`` is the
+"class separation" of Kornblith et al. (NeurIPS 2021), which the GCR paper (Wang et al., ICCV
+2023) uses to show that the intra-class variability grows with the subspace dimension ``k``.
+``V = 0``: every class collapsed to a point; ``V = 1``: classes indistinguishable.
+
+Outputs (in ``--out``): ``training_curves.png`` (training loss and test accuracy per epoch, mean
+over seeds), ``variability_vs_k.png``, ``results.json``; the markdown table goes to stdout.
+
+Adding a head: append a :class:`HeadConfig` to :data:`HEAD_CONFIGS` (a name, a factory
+``(feature_dim, num_classes, seed) -> nn.Module`` and, for GCR heads, ``k``), e.g. a GCR head
+with a fixed subspace packing (``GrassmannHead(..., init=bases, trainable=False)``) or one
+initialised from a packing.
+
+Run ``python examples/train_digits.py --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import geoopt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grassmann import EBVHead, FixedClassifierHead, GrassmannHead
+
+NUM_CLASSES = 10
+IN_FEATURES = 64
+FEATURE_DIM = 64
+HIDDEN = 128
+
+
+# --------------------------------------------------------------------------------------------
+# heads
+# --------------------------------------------------------------------------------------------
+
+
+def ebv_vectors(num: int, dim: int, seed: int) -> torch.Tensor:
+    """Equiangular Basis Vectors from ``ebv_gen.generate`` (an orthonormal set as a fallback).
+
+    For ``num <= dim`` the best possible coherence is 0 and ``num`` orthonormal vectors
+    attain it, so the fallback is also optimal here.
+    """
+    try:
+        from ebv_gen import generate
+    except ImportError:
+        generate = None
+    if generate is not None:
+        return torch.as_tensor(generate(num, dim, seed=seed).vectors, dtype=torch.float32)
+    if num > dim:
+        raise RuntimeError("ebv_gen.generate is needed for more classes than dimensions")
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(dim, num, generator=g, dtype=torch.float64))
+    return q.T.to(torch.float32)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """One head to compare: ``factory(feature_dim, num_classes, seed) -> nn.Module``."""
+
+    name: str
+    factory: Callable[[int, int, int], nn.Module]
+    k: int | None = None  # subspace dimension of a GCR head (for the variability plot)
+    quick: bool = False  # part of the reduced --quick run
+
+
+def _gcr(k: int) -> HeadConfig:
+    return HeadConfig(
+        f"gcr-k{k}",
+        lambda d, c, s: GrassmannHead(d, c, k, scale=16.0, seed=s),
+        k=k,
+        quick=k in (1, 4),
+    )
+
+
+#: The heads compared by :func:`main`. Append here to add one (e.g. a GCR head with a fixed or
+#: packing-initialised set of subspaces).
+HEAD_CONFIGS: list[HeadConfig] = [
+    HeadConfig("linear", lambda d, c, s: nn.Linear(d, c), quick=True),
+    HeadConfig("ebv", lambda d, c, s: EBVHead(ebv_vectors(c, d, s)), quick=True),
+    HeadConfig("fixed-random", lambda d, c, s: FixedClassifierHead(c, d, "random", seed=s)),
+    HeadConfig("simplex", lambda d, c, s: FixedClassifierHead(c, d, "simplex")),
+    *[_gcr(k) for k in (1, 2, 4, 8)],
+]
+
+
+# --------------------------------------------------------------------------------------------
+# data, model, training
+# --------------------------------------------------------------------------------------------
+
+
+def load_data(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The fixed, standardised digits split ``(x_train, y_train, x_test, y_test)``."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    std[std == 0] = 1.0
+    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
+
+    def t(a, dtype):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    return t(x_tr, torch.float32), t(y_tr, torch.long), t(x_te, torch.float32), t(y_te, torch.long)
+
+
+class Net(nn.Module):
+    """``backbone: 64 -> 128 -> ReLU -> 64`` followed by a head on the 64 features."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Linear(IN_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, FEATURE_DIM)
+        )
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """RiemannianSGD with momentum: Euclidean parameters with weight decay, subspaces without."""
+    manifold = [p for p in model.parameters() if isinstance(p, geoopt.ManifoldParameter)]
+    euclidean = [p for p in model.parameters() if not isinstance(p, geoopt.ManifoldParameter)]
+    groups = [{"params": euclidean, "weight_decay": weight_decay}]
+    if manifold:
+        groups.append({"params": manifold, "weight_decay": 0.0})
+    return geoopt.optim.RiemannianSGD(groups, lr=lr, momentum=0.9)
+
+
+def variability(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """Intra-class variability ``V`` of the module docstring (``1 - R^2``, Kornblith et al.)."""
+    z = F.normalize(features.double(), dim=1)
+    means = torch.stack([z[labels == c].mean(dim=0) for c in range(num_classes)])
+    within = (1.0 - means.square().sum(dim=1)).mean()
+    total = 1.0 - means.mean(dim=0).square().sum()
+    return float(within / total)
+
+
+@dataclass
+class RunResult:
+    accuracy: float
+    variability: float
+    loss_curve: list[float] = field(default_factory=list)
+    acc_curve: list[float] = field(default_factory=list)
+
+
+def train_one(
+    config: HeadConfig,
+    seed: int,
+    data: tuple[torch.Tensor, ...],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+) -> tuple[RunResult, nn.Module]:
+    x_tr, y_tr, x_te, y_te = data
+    torch.manual_seed(seed)
+    model = Net(config.factory(FEATURE_DIM, NUM_CLASSES, seed)).to(device)
+    optimizer = make_optimizer(model, lr, weight_decay)
+    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(seed)
+    result = RunResult(accuracy=0.0, variability=0.0)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(x_tr), generator=g).to(device)
+        total, count = 0.0, 0
+        for start in range(0, len(x_tr), batch_size):
+            idx = order[start : start + batch_size]
+            loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        result.loss_curve.append(total / count)
+        result.acc_curve.append(evaluate(model, x_te, y_te))
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(x_te)
+    result.accuracy = result.acc_curve[-1]
+    result.variability = variability(feats, y_te, NUM_CLASSES)
+    return result, model
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return float((model(x).argmax(dim=1) == y).double().mean())
+
+
+def head_parameter_counts(head: nn.Module) -> tuple[int, int]:
+    """``(trainable parameters, fixed buffer entries)`` of a head."""
+    trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
+    fixed = sum(b.numel() for b in head.buffers())
+    return trainable, fixed
+
+
+# --------------------------------------------------------------------------------------------
+# reporting
+# --------------------------------------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def markdown_table(summary: list[dict]) -> str:
+    lines = [
+        "| head | test accuracy (%) | variability V | trainable head params | fixed head entries |",
+        "|---|---|---|---|---|",
+    ]
+    for row in summary:
+        lines.append(
+            f"| {row['head']} | {100 * row['acc_mean']:.2f} ± {100 * row['acc_std']:.2f} "
+            f"| {row['var_mean']:.3f} ± {row['var_std']:.3f} "
+            f"| {row['trainable']} | {row['fixed']} |"
+        )
+    return "\n".join(lines)
+
+
+def save_plots(summary: list[dict], runs: dict[str, list[RunResult]], out: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, results in runs.items():
+        loss = np.mean([r.loss_curve for r in results], axis=0)
+        acc = np.mean([r.acc_curve for r in results], axis=0)
+        epochs = np.arange(1, len(loss) + 1)
+        ax_loss.plot(epochs, loss, label=name)
+        ax_acc.plot(epochs, 100 * acc, label=name)
+    ax_loss.set(xlabel="epoch", ylabel="training cross-entropy", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_acc.legend(fontsize=8)
+    fig.suptitle("digits: training curves (mean over seeds)")
+    fig.tight_layout()
+    paths.append(os.path.join(out, "training_curves.png"))
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    gcr = [row for row in summary if row["k"] is not None]
+    if gcr:
+        ks = [row["k"] for row in gcr]
+        ax.errorbar(
+            ks,
+            [row["var_mean"] for row in gcr],
+            yerr=[row["var_std"] for row in gcr],
+            marker="o",
+            capsize=3,
+            label="GCR",
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+    for i, row in enumerate(r for r in summary if r["k"] is None):
+        ax.axhline(row["var_mean"], color=f"C{i + 1}", linestyle="--", label=row["head"])
+    ax.set(xlabel="subspace dimension k", ylabel="intra-class variability V (test)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(out, "variability_vs_k.png"))
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default 40; quick 6)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; quick 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="reduced run for CI: few epochs, 1 seed, some heads"
+    )
+    parser.add_argument("--out", default="digits_heads_out", help="output directory")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    parser.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="of the Euclidean params")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: the model is tiny)"
+    )
+    args = parser.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = 6 if args.quick else 40
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else 3
+    if min(args.epochs, args.seeds, args.batch_size, args.threads) < 1:
+        parser.error("--epochs, --seeds, --batch-size and --threads must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    data = load_data(device)
+    configs = [c for c in HEAD_CONFIGS if c.quick] if args.quick else list(HEAD_CONFIGS)
+    runs: dict[str, list[RunResult]] = {}
+    summary = []
+    start = time.perf_counter()
+    for config in configs:
+        results = []
+        for seed in range(args.seeds):
+            result, model = train_one(
+                config,
+                seed,
+                data,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                device=device,
+            )
+            results.append(result)
+        runs[config.name] = results
+        trainable, fixed = head_parameter_counts(model.head)
+        acc_mean, acc_std = _mean_std([r.accuracy for r in results])
+        var_mean, var_std = _mean_std([r.variability for r in results])
+        summary.append(
+            {
+                "head": config.name,
+                "k": config.k,
+                "acc_mean": acc_mean,
+                "acc_std": acc_std,
+                "var_mean": var_mean,
+                "var_std": var_std,
+                "trainable": trainable,
+                "fixed": fixed,
+                "accuracies": [r.accuracy for r in results],
+                "variabilities": [r.variability for r in results],
+            }
+        )
+        print(
+            f"{config.name:>14}: accuracy {100 * acc_mean:.2f} ± {100 * acc_std:.2f} %, "
+            f"V {var_mean:.3f} ({time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
+    print(
+        f"digits, {args.epochs} epochs, {args.seeds} seed(s), batch {args.batch_size}, "
+        f"lr {args.lr:g}, device {device}\n"
+    )
+    print(markdown_table(summary))
+    gcr = [row for row in summary if row["k"] is not None]
+    if len(gcr) > 1:
+        vs = [row["var_mean"] for row in sorted(gcr, key=lambda r: r["k"])]
+        grows = all(b > a for a, b in zip(vs[:-1], vs[1:], strict=True))
+        print(
+            f"\nGCR intra-class variability against k = "
+            f"{', '.join(str(r['k']) for r in gcr)}: {', '.join(f'{v:.3f}' for v in vs)} "
+            f"({'grows monotonically' if grows else 'does not grow monotonically'} with k)"
+        )
+    paths = save_plots(summary, runs, args.out)
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump({"args": vars(args), "summary": summary}, fh, indent=2)
+    print("\nwrote " + ", ".join(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

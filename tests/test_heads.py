@@ -1,0 +1,431 @@
+"""Tests of grassmann.heads: logits, gradients, Riemannian training, state, files, errors."""
+
+from __future__ import annotations
+
+import geoopt
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from grassmann import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
+from grassmann.heads import DEFAULT_COSINE_SCALE
+from grassmann.manifold import Grassmann
+from grassmann.npyio import InvalidContentError, UnusableFileError
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """Tiny tensors: one intra-op thread is fastest and immune to a loaded CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _haar(c: int, n: int, k: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(c, n, k, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return q.to(dtype)
+
+
+def _orth_error(s: torch.Tensor) -> float:
+    s = s.detach().double()
+    eye = torch.eye(s.shape[-1], dtype=torch.float64, device=s.device)
+    return float((s.mT @ s - eye).abs().amax())
+
+
+# ---------------------------------------------------------------------------------------------
+# logits
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grassmann_head_logits_are_scaled_projection_norms(device):
+    bases = _haar(7, 12, 3, seed=1)
+    head = GrassmannHead(12, 7, 3, scale=5.0, init=bases, dtype=torch.float64).to(device)
+    x = torch.randn(2, 4, 12, dtype=torch.float64, device=device)
+    logits = head(x)
+    assert logits.shape == (2, 4, 7)
+    assert logits.device.type == device.type
+    xh = x / x.norm(dim=-1, keepdim=True)
+    expected = torch.stack(
+        [5.0 * (xh @ bases[i].to(device)).norm(dim=-1) for i in range(7)], dim=-1
+    )
+    torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-10)
+    # k = n: every feature lies in every class subspace, logit = scale
+    full = GrassmannHead(4, 3, 4, scale=2.0, seed=0, dtype=torch.float64).to(device)
+    torch.testing.assert_close(
+        full(torch.randn(5, 4, dtype=torch.float64, device=device)),
+        torch.full((5, 3), 2.0, dtype=torch.float64, device=device),
+    )
+
+
+def test_grassmann_head_gradient_is_finite_where_projection_vanishes():
+    bases = torch.zeros(2, 3, 1, dtype=torch.float64)
+    bases[0, 0, 0] = 1.0
+    bases[1, 1, 0] = 1.0
+    head = GrassmannHead(3, 2, 1, init=bases, dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    head(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(head.subspaces.grad).all()
+    assert float(head(x).detach().abs().max()) < 1e-4
+
+
+def test_ebv_head_logits_are_scaled_cosines(device):
+    w = torch.randn(6, 5, dtype=torch.float64) * 3.0
+    head = EBVHead(w, scale=4.0, dtype=torch.float64).to(device)
+    torch.testing.assert_close(
+        head.vectors.norm(dim=1), torch.ones(6, dtype=torch.float64, device=device)
+    )
+    x = torch.randn(8, 5, dtype=torch.float64, device=device)
+    expected = 4.0 * F.cosine_similarity(x[:, None, :], w.to(device)[None], dim=-1)
+    torch.testing.assert_close(head(x), expected)
+    assert not list(head.parameters())  # the class vectors are never trained
+
+    mapped = EBVHead(w, in_features=3, scale=4.0, dtype=torch.float64).to(device)
+    z = torch.randn(8, 3, dtype=torch.float64, device=device)
+    feat = mapped.linear(z)
+    expected = 4.0 * F.cosine_similarity(feat[:, None, :], w.to(device)[None], dim=-1)
+    torch.testing.assert_close(mapped(z), expected)
+    assert head.scale == 4.0 and EBVHead(w).scale == DEFAULT_COSINE_SCALE
+
+
+def test_fixed_random_head_is_seeded_unit_and_fixed():
+    a = FixedClassifierHead(20, 16, seed=3)
+    b = FixedClassifierHead(20, 16, seed=3)
+    c = FixedClassifierHead(20, 16, seed=4)
+    assert torch.equal(a.vectors, b.vectors)
+    assert not torch.allclose(a.vectors, c.vectors)
+    torch.testing.assert_close(a.vectors.norm(dim=1), torch.ones(20))
+    assert not list(a.parameters())
+
+
+@pytest.mark.parametrize(("num_classes", "dim"), [(2, 1), (10, 9), (10, 64)])
+def test_simplex_head_is_equiangular_with_cosine_minus_one_over_c_minus_one(num_classes, dim):
+    head = FixedClassifierHead(num_classes, dim, kind="simplex", dtype=torch.float64)
+    gram = head.vectors @ head.vectors.T
+    expected = torch.full_like(gram, -1.0 / (num_classes - 1))
+    expected.fill_diagonal_(1.0)
+    torch.testing.assert_close(gram, expected, rtol=0, atol=1e-12)
+
+
+def test_simplex_head_needs_at_most_dim_plus_one_classes():
+    with pytest.raises(ValueError, match=r"num_classes <= dim \+ 1.*num_classes=11 with dim=9"):
+        FixedClassifierHead(11, 9, kind="simplex")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        FixedClassifierHead(5, 9, kind="orthoplex")
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients (float64 gradcheck)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gradcheck_grassmann_head_wrt_features_and_subspaces():
+    head = GrassmannHead(6, 4, 2, scale=3.0, seed=0, dtype=torch.float64)
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    s = head.subspaces.detach().clone().requires_grad_(True)
+
+    def f(x_, s_):
+        return functional_call(head, {"subspaces": s_}, (x_,))
+
+    assert torch.autograd.gradcheck(f, (x, s))
+    assert torch.autograd.gradgradcheck(f, (x, s))
+
+
+def test_gradcheck_ebv_head_wrt_features_and_linear_map():
+    head = EBVHead(torch.randn(5, 4), in_features=3, scale=2.0, dtype=torch.float64)
+    x = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    w = head.linear.weight.detach().clone().requires_grad_(True)
+    b = head.linear.bias.detach().clone().requires_grad_(True)
+
+    def f(x_, w_, b_):
+        return functional_call(head, {"linear.weight": w_, "linear.bias": b_}, (x_,))
+
+    assert torch.autograd.gradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize("kind", ["random", "simplex"])
+def test_gradcheck_fixed_head_wrt_features(kind):
+    head = FixedClassifierHead(5, 4, kind=kind, dtype=torch.float64)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(head, (x,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Riemannian training
+# ---------------------------------------------------------------------------------------------
+
+
+def _exp_by_svd(s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Exp_S(U) = S Q cos(Sigma) Q^T + P sin(Sigma) Q^T, U = P Sigma Q^T (EAS 1998)."""
+    p, sig, qt = torch.linalg.svd(u, full_matrices=False)
+    q = qt.mT
+    return s @ q @ torch.diag_embed(torch.cos(sig)) @ qt + p @ torch.diag_embed(torch.sin(sig)) @ qt
+
+
+def test_one_rsgd_step_with_expmap_equals_the_gcr_update_rule(device):
+    torch.manual_seed(0)
+    head = GrassmannHead(10, 5, 3, seed=2, retraction="expmap", dtype=torch.float64).to(device)
+    x = torch.randn(16, 10, dtype=torch.float64, device=device)
+    y = torch.randint(0, 5, (16,), device=device)
+    lr = 0.3
+    opt = geoopt.optim.RiemannianSGD(head.parameters(), lr=lr)
+    s0 = head.subspaces.detach().clone()
+    F.cross_entropy(head(x), y).backward()
+    g = head.subspaces.grad.detach().clone()
+    opt.step()
+
+    rgrad = g - s0 @ (s0.mT @ g)  # projection to the horizontal space
+    expected = _exp_by_svd(s0, -lr * rgrad)  # geodesic step
+    torch.testing.assert_close(head.subspaces.detach(), expected, rtol=0, atol=1e-6)
+    assert float((-lr * rgrad).norm()) > 1e-2  # the step is not trivially small
+    assert _orth_error(head.subspaces) < 1e-12
+
+
+def test_weight_decay_on_the_subspaces_is_projected_away():
+    heads = [GrassmannHead(8, 4, 2, seed=0, dtype=torch.float64) for _ in range(2)]
+    x = torch.randn(16, 8, dtype=torch.float64)
+    y = torch.randint(0, 4, (16,))
+    for head, wd in zip(heads, (0.0, 0.5), strict=True):
+        opt = geoopt.optim.RiemannianSGD(head.parameters(), lr=0.2, weight_decay=wd)
+        F.cross_entropy(head(x), y).backward()
+        opt.step()
+    torch.testing.assert_close(heads[0].subspaces, heads[1].subspaces, rtol=0, atol=1e-12)
+
+
+def _train(head, steps, opt, x, y):
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(head(x), y).backward()
+        opt.step()
+    return float(F.cross_entropy(head(x), y))
+
+
+def test_subspaces_stay_orthonormal_after_1000_float32_steps_by_the_retraction():
+    torch.manual_seed(0)
+    head = GrassmannHead(32, 10, 4, seed=0)  # default retraction: QR (CholeskyQR2)
+    x, y = torch.randn(128, 32), torch.randint(0, 10, (128,))
+    opt = geoopt.optim.RiemannianSGD(
+        [{"params": head.parameters(), "weight_decay": 0.0}], lr=0.1, momentum=0.9
+    )
+    start = float(F.cross_entropy(head(x), y))
+    end = _train(head, 1000, opt, x, y)
+    assert head.subspaces.dtype == torch.float32
+    assert _orth_error(head.subspaces) < 1e-5
+    assert end < 0.5 * start
+
+
+def test_expmap_retraction_stays_orthonormal_with_documented_stabilize():
+    """The exponential map accumulates rounding error; ``stabilize=`` re-orthonormalises."""
+    torch.manual_seed(0)
+    head = GrassmannHead(32, 10, 4, seed=0, retraction="expmap")
+    x, y = torch.randn(128, 32), torch.randint(0, 10, (128,))
+    opt = geoopt.optim.RiemannianSGD(head.parameters(), lr=0.1, stabilize=100)
+    _train(head, 1000, opt, x, y)
+    assert _orth_error(head.subspaces) < 1e-5
+
+
+def test_riemannian_adam_trains_the_subspaces(device):
+    torch.manual_seed(0)
+    head = GrassmannHead(16, 6, 2, seed=0).to(device)
+    x = torch.randn(64, 16, device=device)
+    y = torch.randint(0, 6, (64,), device=device)
+    opt = geoopt.optim.RiemannianAdam(head.parameters(), lr=0.02)
+    start = float(F.cross_entropy(head(x), y))
+    end = _train(head, 100, opt, x, y)
+    assert end < 0.7 * start
+    assert isinstance(head.subspaces, geoopt.ManifoldParameter)
+    assert _orth_error(head.subspaces) < 1e-5
+
+
+def test_fixed_subspaces_stay_fixed_while_the_backbone_trains(device):
+    bases = _haar(4, 8, 2, seed=5, dtype=torch.float32)
+    head = GrassmannHead(8, 4, 2, init=bases, trainable=False)
+    model = nn.Sequential(nn.Linear(5, 8), head).to(device)
+    assert "1.subspaces" not in dict(model.named_parameters())
+    assert "1.subspaces" in model.state_dict()
+    w0 = model[0].weight.detach().clone()
+    opt = geoopt.optim.RiemannianSGD(model.parameters(), lr=0.5, momentum=0.9)
+    x = torch.randn(32, 5, device=device)
+    y = torch.randint(0, 4, (32,), device=device)
+    _train(model, 3, opt, x, y)
+    assert torch.equal(head.subspaces.cpu(), bases)
+    assert not torch.allclose(model[0].weight, w0)
+
+
+def test_init_from_bases_tensor_equals_those_bases():
+    bases = _haar(5, 9, 3, seed=7)
+    head = GrassmannHead(9, 5, 3, init=bases, dtype=torch.float64)
+    assert torch.equal(head.subspaces.detach(), bases)
+    assert isinstance(head.subspaces, geoopt.ManifoldParameter)
+    assert isinstance(head.subspaces.manifold, Grassmann)
+    assert head.subspaces.requires_grad
+
+
+def test_random_init_is_seeded_and_uses_the_global_rng_without_seed():
+    a, b = GrassmannHead(8, 3, 2, seed=1), GrassmannHead(8, 3, 2, seed=1)
+    assert torch.equal(a.subspaces, b.subspaces)
+    torch.manual_seed(11)
+    c = GrassmannHead(8, 3, 2)
+    torch.manual_seed(11)
+    d = GrassmannHead(8, 3, 2)
+    assert torch.equal(c.subspaces, d.subspaces)
+    assert not torch.equal(a.subspaces, c.subspaces)
+    assert _orth_error(a.subspaces) < 1e-6
+
+
+def test_reorthonormalize_restores_orthonormality_and_keeps_the_subspaces():
+    head = GrassmannHead(10, 4, 3, seed=0, dtype=torch.float64)
+    model = nn.Sequential(nn.Identity(), head)
+    x = torch.randn(6, 10, dtype=torch.float64)
+    before = head(x).detach()
+    with torch.no_grad():
+        mix = torch.eye(3, dtype=torch.float64) + 1e-3 * torch.randn(4, 3, 3, dtype=torch.float64)
+        head.subspaces.copy_(head.subspaces @ mix)  # same spans, bases no longer orthonormal
+    assert _orth_error(head.subspaces) > 1e-4
+    assert reorthonormalize_(model) is model
+    assert _orth_error(head.subspaces) < 1e-12
+    torch.testing.assert_close(head(x), before, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# state, precision, devices
+# ---------------------------------------------------------------------------------------------
+
+
+def test_state_dict_round_trip_gives_identical_logits(device):
+    x = torch.randn(5, 12, device=device)
+    heads = [
+        (GrassmannHead(12, 6, 3, seed=0), GrassmannHead(12, 6, 3, seed=1)),
+        (GrassmannHead(12, 6, 3, seed=0), GrassmannHead(12, 6, 3, seed=1, trainable=False)),
+        (EBVHead(torch.randn(6, 4), in_features=12), EBVHead(torch.randn(6, 4), in_features=12)),
+        (FixedClassifierHead(6, 12, seed=0), FixedClassifierHead(6, 12, seed=1)),
+    ]
+    for source, target in heads:
+        source, target = source.to(device), target.to(device)
+        with torch.no_grad():  # move away from the initial state
+            for p in source.parameters():
+                p.copy_(
+                    p.manifold.retr(p, 0.1 * p.manifold.proju(p, torch.randn_like(p)))
+                    if isinstance(p, geoopt.ManifoldParameter)
+                    else p + 0.1
+                )
+        assert not torch.equal(source(x), target(x))
+        target.load_state_dict(source.state_dict())
+        assert torch.equal(source(x), target(x))
+    fresh = GrassmannHead(12, 6, 3, seed=5).to(device)
+    fresh.load_state_dict(heads[0][0].state_dict())
+    assert isinstance(fresh.subspaces, geoopt.ManifoldParameter)
+    assert isinstance(fresh.subspaces.manifold, Grassmann)
+
+
+def test_to_moves_buffers_and_keeps_the_manifold_parameter(device):
+    head = GrassmannHead(8, 3, 2, seed=0).to(device, torch.float64)
+    assert head.subspaces.device.type == device.type and head.subspaces.dtype == torch.float64
+    assert isinstance(head.subspaces, geoopt.ManifoldParameter)
+    ebv = FixedClassifierHead(3, 8).to(device)
+    assert ebv.vectors.device.type == device.type
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GrassmannHead(16, 5, 4, seed=0),
+        lambda: EBVHead(torch.randn(5, 8), in_features=16),
+        lambda: FixedClassifierHead(5, 16, kind="simplex"),
+    ],
+    ids=["grassmann", "ebv", "simplex"],
+)
+def test_autocast_bfloat16_forward_and_backward_are_finite(device, make):
+    torch.manual_seed(0)
+    backbone = nn.Linear(10, 16).to(device)
+    head = make().to(device)
+    x = torch.randn(32, 10, device=device)
+    y = torch.randint(0, 5, (32,), device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        logits = head(backbone(x))
+    assert torch.isfinite(logits).all()
+    F.cross_entropy(logits.float(), y).backward()
+    grads = [p.grad for p in [*backbone.parameters(), *head.parameters()]]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert float(backbone.weight.grad.abs().sum()) > 0
+    if isinstance(head, GrassmannHead):
+        assert logits.dtype == torch.float32
+        assert head.subspaces.grad.dtype == torch.float32
+
+
+def test_extra_repr_names_the_configuration():
+    text = repr(GrassmannHead(16, 10, 4, trainable=False, seed=0))
+    for part in ("in_features=16", "num_classes=10", "subspace_dim=4", "trainable=False"):
+        assert part in text
+    assert "dim=8" in repr(EBVHead(torch.randn(3, 8)))
+    assert "kind='simplex'" in repr(FixedClassifierHead(3, 8, kind="simplex"))
+
+
+# ---------------------------------------------------------------------------------------------
+# errors and files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_wrong_feature_width_names_input_got_and_expected():
+    heads = [
+        GrassmannHead(16, 3, 2, seed=0),
+        EBVHead(torch.randn(3, 8), in_features=16),
+        FixedClassifierHead(3, 16),
+    ]
+    for head in heads:
+        with pytest.raises(ValueError, match=r"input must have 16 features.*\(4, 15\).*15"):
+            head(torch.randn(4, 15))
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+        heads[0](np.zeros((4, 16)))
+
+
+def test_bad_init_tensor_raises_naming_init_shape_and_expected():
+    with pytest.raises(ValueError, match=r"init must have shape.*\(4, 8, 2\), got \(4, 8, 3\)"):
+        GrassmannHead(8, 4, 2, init=_haar(4, 8, 3))
+    with pytest.raises(ValueError, match="init must have orthonormal columns"):
+        GrassmannHead(8, 4, 2, init=2.0 * _haar(4, 8, 2))
+    with pytest.raises(ValueError, match="init must be 'random'"):
+        GrassmannHead(8, 4, 2, init="haar")
+    with pytest.raises(ValueError, match="subspace_dim must be <= 8"):
+        GrassmannHead(8, 4, 9)
+    with pytest.raises(ValueError, match="vectors must be a 2-D tensor"):
+        EBVHead(torch.randn(3, 4, 5))
+    with pytest.raises(ValueError, match="non-zero rows"):
+        EBVHead(torch.zeros(3, 4))
+
+
+def test_heads_load_npy_files(tmp_path):
+    vectors = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 5)))[0].T  # 5 x 8
+    np.save(tmp_path / "ebv.npy", vectors.astype(np.float32))
+    head = EBVHead(tmp_path / "ebv.npy")
+    np.testing.assert_allclose(head.vectors.numpy(), vectors, atol=1e-6)
+
+    bases = _haar(4, 8, 2, seed=3)
+    np.save(tmp_path / "bases.npy", bases.numpy())
+    gcr = GrassmannHead(8, 4, 2, init=str(tmp_path / "bases.npy"), dtype=torch.float64)
+    torch.testing.assert_close(gcr.subspaces.detach(), bases, rtol=0, atol=1e-7)
+    assert "init='path'" in repr(gcr)
+    with pytest.raises(ValueError, match=r"init \(loaded from .*bases.npy'\) must have shape"):
+        GrassmannHead(8, 5, 2, init=tmp_path / "bases.npy")
+
+
+def test_heads_reject_bad_npy_files(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UnusableFileError, match="pickled"):
+        EBVHead(tmp_path / "obj.npy")
+    np.save(tmp_path / "long.npy", 3.0 * np.eye(4))
+    with pytest.raises(InvalidContentError, match="unit vectors"):
+        EBVHead(tmp_path / "long.npy")
+    np.save(tmp_path / "flat.npy", np.eye(4))
+    with pytest.raises(UnusableFileError, match="3-D"):
+        GrassmannHead(4, 4, 1, init=tmp_path / "flat.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not a numpy file")
+    with pytest.raises(ValueError, match="not a readable .npy file"):
+        GrassmannHead(4, 4, 1, init=tmp_path / "junk.npy")
+    with pytest.raises(ValueError, match="no such file"):
+        EBVHead(tmp_path / "missing.npy")
