@@ -6,7 +6,21 @@ subspaces for Grassmann class heads, written as ``.npy`` files with a JSON repor
 
 from grassmann import __version__
 
-# --- generator (optimize.py, result.py, io.py) ---
+from . import optimize
+from .generation import METHODS, generate
+from .io import load
+from .optimize import minimize_coherence, threshold_descent
+from .result import EBVResult
+
 # --- subspace packings (subspaces.py) ---
 
-__all__ = ["__version__"]
+__all__ = [
+    "EBVResult",
+    "METHODS",
+    "generate",
+    "load",
+    "minimize_coherence",
+    "optimize",
+    "threshold_descent",
+    "__version__",
+]

@@ -1,0 +1,161 @@
+"""Files of the generator: ``.npy`` + ``.json`` sidecar, safe loading, checkpoints.
+
+* ``FILE.npy``: float32 ``(N, d)`` unit rows, written atomically
+  (:func:`grassmann.npyio.save_npy_atomic`).
+* ``FILE.json``: the report (:meth:`ebv_gen.EBVResult.as_dict`) plus ``sha256`` of the
+  ``.npy`` file, written atomically after it.
+* ``FILE.ckpt.pt``: the optimiser state (``torch.save``), written atomically every
+  ``checkpoint_every`` seconds and removed when the run finishes.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grassmann.npyio import (
+    InvalidContentError,
+    UnusableFileError,
+    load_vectors,
+    save_npy_atomic,
+    sha256_file,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+
+__all__ = [
+    "check_sidecar",
+    "checkpoint_path",
+    "load",
+    "load_checkpoint",
+    "read_sidecar",
+    "save_checkpoint",
+    "save_vectors",
+    "sidecar_path",
+]
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """``FILE.npy`` -> ``FILE.json`` (any other name gets ``.json`` appended)."""
+    p = Path(path)
+    return p.with_suffix(".json") if p.suffix == ".npy" else p.with_name(p.name + ".json")
+
+
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """``FILE.npy`` -> ``FILE.ckpt.pt``."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix == ".npy" else p
+    return stem.with_name(stem.name + ".ckpt.pt")
+
+
+def save_vectors(path: str | os.PathLike, vectors: torch.Tensor, report: dict[str, Any]) -> str:
+    """Write ``vectors`` as float32 ``.npy`` and ``report`` + ``sha256`` as the sidecar.
+
+    Both writes are atomic (temporary file, fsync, rename); the ``.npy`` goes first, so a
+    sidecar always describes the ``.npy`` next to it. Returns the sha256 hex digest.
+    """
+    array = vectors.detach().to("cpu", torch.float32).contiguous().numpy()
+    save_npy_atomic(path, array)
+    digest = sha256_file(path)
+    data = dict(report)
+    data["sha256"] = digest
+    data["shape"] = list(array.shape)
+    write_text_atomic(sidecar_path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return digest
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The sidecar of ``path`` as a dict, ``None`` if there is none.
+
+    Raises
+    ------
+    UnusableFileError
+        If the sidecar exists but is not a JSON object.
+    """
+    side = sidecar_path(path)
+    if not side.exists():
+        return None
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnusableFileError(f"sidecar {str(side)!r} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UnusableFileError(f"sidecar {str(side)!r} does not hold a JSON object")
+    return data
+
+
+def check_sidecar(path: str | os.PathLike, vectors: torch.Tensor) -> dict[str, Any] | None:
+    """Compare the sidecar's ``shape`` (or ``num``/``dim``) and ``sha256`` with the file.
+
+    Raises
+    ------
+    InvalidContentError
+        On a mismatch (the ``.npy`` was changed or replaced after it was written).
+    """
+    data = read_sidecar(path)
+    if data is None:
+        return None
+    shape = data.get("shape") or [data.get("num"), data.get("dim")]
+    if list(shape) != list(vectors.shape):
+        raise InvalidContentError(
+            f"{str(path)!r} has shape {tuple(vectors.shape)} but its sidecar "
+            f"{str(sidecar_path(path))!r} says {tuple(shape)}"
+        )
+    want = data.get("sha256")
+    if want is not None:
+        got = sha256_file(path)
+        if got != want:
+            raise InvalidContentError(
+                f"{str(path)!r} does not match its sidecar: sha256 {got[:16]}... != "
+                f"{str(want)[:16]}... (the file was modified after it was written)"
+            )
+    return data
+
+
+def load(path: str | os.PathLike, *, atol: float = 1e-4) -> torch.Tensor:
+    """Load EBV class vectors from a ``.npy`` file, safely.
+
+    Never unpickles (``allow_pickle=False``). Checks: a readable 2-D float array, finite,
+    unit rows within ``atol``, and, when ``FILE.json`` exists, its shape and sha256.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, d)`` float32.
+
+    Raises
+    ------
+    grassmann.npyio.UnusableFileError
+        Missing, truncated, corrupt, pickled, non-float or not 2-D (a ``ValueError``).
+    grassmann.npyio.InvalidContentError
+        Non-finite entries, non-unit rows, or a sidecar mismatch (a ``ValueError``).
+    """
+    vectors = load_vectors(path, atol=atol)
+    check_sidecar(path, vectors)
+    return vectors
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically."""
+    buf = _io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: tensors,
+    numbers, strings, lists and dicts only; nothing is unpickled beyond that)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UnusableFileError(f"no checkpoint at {str(path)!r}") from None
+    except Exception as exc:  # a truncated or foreign file: many exception types
+        raise UnusableFileError(f"checkpoint {str(path)!r} is not readable ({exc})") from None
+    if not isinstance(state, dict) or "meta" not in state:
+        raise UnusableFileError(f"checkpoint {str(path)!r} is not an ebv-gen checkpoint")
+    return state

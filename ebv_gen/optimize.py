@@ -1,0 +1,747 @@
+"""Coherence minimisation on a product of spheres (or Grassmannians), streamed in tiles.
+
+The engine optimises ``R`` independent packings at once (restarts, batched on the leading
+dimension). A packing is ``N`` points, each a block of ``k`` orthonormal rows in ``R^d``, stored
+flat as ``Z`` of shape ``(R, N * k, d)``; ``k = 1`` is the vector (EBV) case. The similarity of
+two points is
+
+* lines mode: ``s_ij = ||Z_i Z_j^T||_F^2`` (``cos^2`` for ``k = 1``; for ``k > 1`` it is
+  ``k - d_c^2``, the chordal distance of Conway, Hardin and Sloane 1996),
+* sphere mode (``k = 1`` only): ``s_ij = <z_i, z_j>`` (signed).
+
+The smooth surrogate of ``max_{i<j} s_ij`` is the log-sum-exp
+
+.. math:: f_t(Z) = m + \\frac{1}{t} \\log \\sum_{i<j} \\exp(t (s_{ij} - m)),
+
+which satisfies ``max s <= f_t <= max s + log(#pairs) / t``. The temperature ``t`` is sharpened
+over the run. The shift ``m`` is the previous step's maximum (kept on the device); every pass
+also returns the current maximum, and in the rare case that ``t (max - m)`` leaves a safe window
+the pass is repeated with the exact maximum as the shift, so the value and gradient are always
+those of the formula above (no overflow; exponents below -80 are clamped, which changes the sum
+by less than 1e-14 relative).
+
+The Gram matrix is never materialised: for row blocks ``I <= J`` the tile ``G_IJ = Z_I Z_J^T``
+gives the weights ``A_IJ`` and the gradient is accumulated as ``grad_I += A_IJ Z_J`` and
+``grad_J += A_IJ^T Z_I``. Memory is ``O(R N k d + R tile^2)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from grassmann._validation import check_choice, check_float, check_int, check_tensor
+
+__all__ = [
+    "OptimizeResult",
+    "ThresholdResult",
+    "best_threshold",
+    "default_restarts",
+    "default_steps",
+    "max_similarity",
+    "minimize_coherence",
+    "project",
+    "random_start",
+    "retract",
+    "surrogate_grad",
+    "threshold_descent",
+]
+
+MODES = ("lines", "sphere")
+
+#: Safe window for ``t * (max - shift)``: outside it the pass is redone with the exact maximum.
+_WINDOW = {torch.float32: (-20.0, 40.0), torch.float64: (-20.0, 600.0)}
+
+#: Exponents are clamped from below here before ``exp``: underflow to subnormals/zero is ~10x
+#: slower on CPUs, and with the maximum's exponent >= -20 (the window) a term below
+#: ``exp(-80)`` weighs less than ``1e-26`` relative, ``1e-14`` even summed over 10^12 pairs.
+_EXP_FLOOR = {torch.float32: -80.0, torch.float64: -700.0}
+
+#: Below this many flops per step (``R (N k)^2 d``) a CPU run uses one thread.
+_SMALL_WORK = 2e7
+
+#: Default tile edge (rows of ``Z``); the working memory is a few ``R * tile^2`` buffers.
+DEFAULT_TILE = 2048
+
+
+# ----------------------------------------------------------------------------- tiles
+
+
+def _pool(sq: torch.Tensor, block: int) -> torch.Tensor:
+    """Sum ``k x k`` blocks of a ``(R, a k, b k)`` tile -> ``(R, a, b)``."""
+    if block == 1:
+        return sq
+    r, a, b = sq.shape
+    return sq.view(r, a // block, block, b // block, block).sum(dim=(2, 4))
+
+
+def _tile_ranges(n: int, tile_blocks: int) -> list[tuple[int, int]]:
+    return [(s, min(s + tile_blocks, n)) for s in range(0, n, tile_blocks)]
+
+
+def _similarities(G: torch.Tensor, block: int, mode: str, diagonal: bool) -> torch.Tensor:
+    """Pooled similarities of a Gram tile, with the self-pairs of a diagonal tile at ``-inf``."""
+    s = G * G if mode == "lines" else G.clone()
+    s = _pool(s, block)
+    if diagonal:
+        s.diagonal(dim1=1, dim2=2).fill_(-math.inf)
+    return s
+
+
+def max_similarity(
+    Z: torch.Tensor, *, block: int = 1, mode: str = "lines", tile: int = DEFAULT_TILE
+) -> torch.Tensor:
+    """Largest off-diagonal similarity of each packing in ``Z`` (shape ``(R,)``), streamed.
+
+    ``Z`` is ``(N k, d)`` or ``(R, N k, d)``; no host synchronisation happens inside.
+    For ``N = 1`` the result is ``-inf``.
+    """
+    batched = Z.ndim == 3
+    Zb = Z if batched else Z.unsqueeze(0)
+    n = Zb.shape[1] // block
+    tb = max(1, tile // block)
+    out = torch.full((Zb.shape[0],), -math.inf, dtype=Zb.dtype, device=Zb.device)
+    for i0, i1 in _tile_ranges(n, tb):
+        ZI = Zb[:, i0 * block : i1 * block]
+        for j0, j1 in _tile_ranges(n, tb):
+            if j0 < i0:
+                continue
+            ZJ = Zb[:, j0 * block : j1 * block]
+            s = _similarities(torch.bmm(ZI, ZJ.transpose(1, 2)), block, mode, i0 == j0)
+            out = torch.maximum(out, s.amax(dim=(1, 2)))
+    return out if batched else out[0]
+
+
+def surrogate_grad(
+    Z: torch.Tensor,
+    t: torch.Tensor,
+    shift: torch.Tensor,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    tile: int = DEFAULT_TILE,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-sum-exp surrogate of the maximum similarity, its Euclidean gradient, and the maximum.
+
+    Parameters
+    ----------
+    Z
+        ``(R, N k, d)`` packings (rows of each ``k``-block orthonormal).
+    t, shift
+        ``(R,)`` temperatures and shifts (on ``Z``'s device and dtype).
+    block
+        ``k``, the number of rows per point.
+    mode
+        ``"lines"`` (``s = ||Z_i Z_j^T||_F^2``) or ``"sphere"`` (``s = <z_i, z_j>``, ``k = 1``).
+    tile
+        Tile edge in rows; the Gram matrix is streamed in ``tile x tile`` pieces.
+
+    Returns
+    -------
+    value : torch.Tensor
+        ``(R,)``: ``shift + log(sum_{i<j} exp(t (s_ij - shift))) / t``.
+    grad : torch.Tensor
+        ``(R, N k, d)``: the Euclidean gradient of ``value`` with respect to ``Z``.
+    smax : torch.Tensor
+        ``(R,)``: ``max_{i<j} s_ij`` (exact in the working precision).
+
+    Notes
+    -----
+    With ``p_ij = exp(t (s_ij - shift)) / S`` and ``S = sum_{i<j} exp(t (s_ij - shift))``, the
+    gradient is ``dvalue/dZ_i = sum_j p_ij ds_ij/dZ_i`` where ``ds_ij/dZ_i = 2 G_ij Z_j`` (lines)
+    or ``Z_j`` (sphere). Only tiles ``J >= I`` are computed; host sync: none.
+    """
+    R, M, d = Z.shape
+    n = M // block
+    tb = max(1, tile // block)
+    grad = torch.zeros_like(Z)
+    total = torch.zeros(R, dtype=Z.dtype, device=Z.device)
+    smax = torch.full((R,), -math.inf, dtype=Z.dtype, device=Z.device)
+    floor = _EXP_FLOOR.get(Z.dtype, -80.0)
+    t3 = t.view(R, 1, 1)
+    m3 = shift.view(R, 1, 1)
+    for i0, i1 in _tile_ranges(n, tb):
+        ZI = Z[:, i0 * block : i1 * block]
+        gI = grad[:, i0 * block : i1 * block]
+        for j0, j1 in _tile_ranges(n, tb):
+            if j0 < i0:
+                continue
+            diagonal = i0 == j0
+            ZJ = Z[:, j0 * block : j1 * block]
+            G = torch.bmm(ZI, ZJ.transpose(1, 2))
+            e = _similarities(G, block, mode, diagonal)
+            smax = torch.maximum(smax, e.amax(dim=(1, 2)))
+            e.sub_(m3).mul_(t3).clamp_(min=floor).exp_()
+            part = e.sum(dim=(1, 2))
+            total += part * 0.5 if diagonal else part
+            if mode == "lines":
+                if block == 1:
+                    A = G.mul_(e)
+                else:
+                    a, b = i1 - i0, j1 - j0
+                    A = G.view(R, a, block, b, block).mul_(e.view(R, a, 1, b, 1))
+                    A = A.view(R, a * block, b * block)
+            else:
+                A = e
+            gI.baddbmm_(A, ZJ)
+            if not diagonal:
+                grad[:, j0 * block : j1 * block].baddbmm_(A.transpose(1, 2), ZI)
+    scale = (2.0 if mode == "lines" else 1.0) / total
+    grad.mul_(scale.view(R, 1, 1))
+    value = shift + torch.log(total) / t
+    return value, grad, smax
+
+
+# ----------------------------------------------------------------------------- manifold
+
+
+def project(Z: torch.Tensor, U: torch.Tensor, block: int = 1) -> torch.Tensor:
+    """Project ``U`` onto the (horizontal) tangent space at ``Z``: ``U_i - (U_i Z_i^T) Z_i``."""
+    R, M, d = Z.shape
+    Zb = Z.view(R, M // block, block, d)
+    Ub = U.view(R, M // block, block, d)
+    return (Ub - (Ub @ Zb.transpose(-1, -2)) @ Zb).view(R, M, d)
+
+
+def retract(Z: torch.Tensor, block: int = 1) -> torch.Tensor:
+    """Map each point back to the manifold: normalise rows (``k = 1``) or orthonormalise each
+    ``k``-block of rows by QR with the signs of ``diag(R)`` made positive (``k > 1``)."""
+    if block == 1:
+        return Z / torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
+    R, M, d = Z.shape
+    X = Z.view(R, M // block, block, d).transpose(-1, -2)  # (R, N, d, k)
+    Q, Rm = torch.linalg.qr(X)
+    sign = torch.sign(torch.diagonal(Rm, dim1=-2, dim2=-1))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    Q = Q * sign.unsqueeze(-2)
+    return Q.transpose(-1, -2).reshape(R, M, d).contiguous()
+
+
+def random_start(
+    restarts: int,
+    num: int,
+    dim: int,
+    *,
+    block: int = 1,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random starting packings ``(R, N k, d)``: Gaussian rows retracted to the manifold.
+
+    For ``N k <= d`` the start is one orthonormal frame (a global optimum, coherence 0).
+    The Gaussian draw happens on the CPU with ``generator`` (float64) so that the start is the
+    same on every device for a given seed.
+    """
+    rows = num * block
+    g = torch.randn(restarts, rows, dim, generator=generator, dtype=torch.float64)
+    if dim >= rows:
+        Q, Rm = torch.linalg.qr(g.transpose(1, 2))
+        sign = torch.sign(torch.diagonal(Rm, dim1=-2, dim2=-1))
+        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+        g = (Q * sign.unsqueeze(-2)).transpose(1, 2)
+    else:
+        g = retract(g, block)
+    return g.to(dtype=dtype, device=device).contiguous()
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def default_steps(num: int, dim: int, block: int = 1) -> int:
+    """Default number of optimisation steps: 3000 for small problems, fewer as the work per
+    step (``N^2 k^2 d``) grows, at least 200.
+
+    Roughly 10-30 s on a laptop CPU for ``(1000, 512)``; seconds for ``N d <= 10^4``.
+    """
+    work = float(num * block) ** 2 * dim
+    return int(min(3000, max(200, round(2.5e11 / max(work, 1.0), -1))))
+
+
+def default_restarts(num: int, dim: int, block: int = 1) -> int:
+    """Number of restarts run side by side: 16 for tiny problems (where one step costs about
+    the same whatever ``R``), down to 1 once ``N k d`` exceeds a few thousand."""
+    size = num * block * dim
+    return int(max(1, min(16, 4096 // max(size, 1))))
+
+
+# ----------------------------------------------------------------------------- optimiser
+
+
+@dataclass
+class OptimizeResult:
+    """Outcome of :func:`minimize_coherence`.
+
+    Attributes
+    ----------
+    Z
+        ``(N k, d)`` best packing found (working dtype, on the device).
+    similarity
+        Its maximum pairwise similarity in the working precision (``max s_ij``).
+    steps
+        Optimisation steps taken (cumulative over resumes).
+    seconds
+        Optimisation wall time (cumulative over resumes).
+    history
+        ``[(step, seconds, best similarity), ...]`` recorded now and then.
+    interrupted
+        True when a ``KeyboardInterrupt`` stopped the run (the best so far is returned).
+    restart
+        Index of the restart that gave ``Z``.
+    """
+
+    Z: torch.Tensor
+    similarity: float
+    steps: int
+    seconds: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    restart: int = 0
+
+
+@contextlib.contextmanager
+def _cpu_threads_for(Z: torch.Tensor) -> Iterator[None]:
+    """Run tiny CPU problems single-threaded: their matrix products are far too small to share,
+    and thread hand-offs (worse on a loaded machine) would cost more than the work."""
+    R, M, d = Z.shape
+    if Z.device.type != "cpu" or float(R) * M * M * d > _SMALL_WORK:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _window_ok(dtype: torch.dtype, t: torch.Tensor, smax: torch.Tensor, shift: torch.Tensor):
+    lo, hi = _WINDOW.get(dtype, _WINDOW[torch.float32])
+    x = t * (smax - shift)
+    return (x >= lo) & (x <= hi)
+
+
+def minimize_coherence(
+    Z0: torch.Tensor,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    steps: int | None = None,
+    time_budget: float | None = None,
+    lr: tuple[float, float] = (0.05, 1e-4),
+    beta: tuple[float, float] = (2.0, 2e3),
+    betas: tuple[float, float] = (0.9, 0.99),
+    tile: int = DEFAULT_TILE,
+    target: float | None = None,
+    callback: Callable[[int, float, float], None] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: float | None = None,
+    state: dict[str, Any] | None = None,
+    history_every: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> OptimizeResult:
+    """Minimise the largest pairwise similarity of ``R`` packings by Riemannian Adam on a
+    sharpened log-sum-exp surrogate.
+
+    Parameters
+    ----------
+    Z0
+        ``(R, N k, d)`` starting packings (see :func:`random_start`); the dtype and device of the
+        search are those of ``Z0``.
+    block
+        ``k``: rows per point (1 for vectors; ``k > 1`` packs ``k``-dim subspaces).
+    mode
+        ``"lines"`` or ``"sphere"`` (``k = 1`` only).
+    steps, time_budget
+        Stop after this many steps and/or seconds. The schedule's progress is
+        ``p = step / steps`` when ``steps`` is given (deterministic), else
+        ``elapsed / time_budget``; with both, ``steps`` drives the schedule and the time budget
+        only caps it. At least one is required.
+    lr
+        ``(start, end)`` step size, decayed geometrically with ``p``: the rotation (radians)
+        of the point with the largest gradient in one step.
+    beta
+        ``(start, end)`` sharpness. The temperature is ``t = beta / scale`` where ``scale`` is the
+        distance of the current maximum to the nearer end of the similarity range (``[0, k]``
+        for lines, ``[-1, 1]`` for sphere), so ``beta`` is scale-free.
+    betas
+        Adam's moment decay rates.
+    tile
+        Tile edge in rows of ``Z``.
+    target
+        Stop once the best similarity is ``<= target`` (e.g. the lower bound).
+    callback
+        ``callback(step, current, best)`` after every step with similarities (``max s``).
+    checkpoint, checkpoint_every
+        ``checkpoint(state)`` is called every ``checkpoint_every`` seconds with a dict of CPU
+        tensors and numbers from which ``state=`` resumes the run.
+    state
+        A dict produced by ``checkpoint`` to continue from.
+    history_every
+        Record ``(step, seconds, best)`` every this many steps (default: about 200 records).
+    should_stop
+        Polled once per step; when it returns True the run stops at the step boundary as if
+        interrupted (the CLI's SIGINT/SIGTERM handlers use it so that the checkpoint written on
+        the way out is consistent).
+
+    Returns
+    -------
+    OptimizeResult
+        The best iterate over all steps and restarts (a ``KeyboardInterrupt`` returns the best
+        so far with ``interrupted=True``).
+
+    Notes
+    -----
+    One host synchronisation per step (the ``(R,)`` maxima), none inside the tile loops.
+    The step is Adam-like (Kingma and Ba 2015) on the Riemannian gradient (projection of the
+    Euclidean gradient onto the tangent space of each point) with one change: the second
+    moment is summed over each point's coordinates and the largest point's value normalises
+    every point, so the most active point turns by about ``lr`` radians and points that carry
+    no weight in the soft maximum do not move (per-coordinate Adam would move them by ``lr``
+    too, which adds noise). The update is projected again and retracted (row normalisation,
+    or QR of each ``k``-block). The iterate with the smallest
+    exact maximum is kept, so the surrogate's bias never costs quality.
+    """
+    check_tensor("Z0", Z0, ndim=3)
+    block = check_int("block", block, minimum=1)
+    mode = check_choice("mode", mode, MODES)
+    if mode == "sphere" and block != 1:
+        raise ValueError(f"mode='sphere' needs block=1, got block={block}")
+    if steps is None and time_budget is None:
+        raise ValueError("give steps or time_budget (or both), got neither")
+    if steps is not None:
+        steps = check_int("steps", steps, minimum=0)
+    if time_budget is not None:
+        time_budget = check_float("time_budget", time_budget, minimum=0.0)
+    tile = check_int("tile", tile, minimum=1)
+    R, M, d = Z0.shape
+    if M % block:
+        raise ValueError(f"Z0 has {M} rows, not a multiple of block={block}")
+    n = M // block
+    dtype, device = Z0.dtype, Z0.device
+    lo, hi = (0.0, float(block)) if mode == "lines" else (-1.0, 1.0)
+
+    if state is None:
+        Z = Z0.clone()
+        best_Z = Z0.clone()
+        best = [math.inf] * R
+        m1 = torch.zeros_like(Z)
+        m2 = torch.zeros_like(Z)
+        step = 0
+        elapsed = 0.0
+        history: list[tuple[int, float, float]] = []
+        shift = max_similarity(Z, block=block, mode=mode, tile=tile)
+    else:
+        Z = state["Z"].to(device=device, dtype=dtype)
+        best_Z = state["best_Z"].to(device=device, dtype=dtype)
+        best = list(state["best"])
+        m1 = state["m1"].to(device=device, dtype=dtype)
+        m2 = state["m2"].to(device=device, dtype=dtype)
+        step = int(state["step"])
+        elapsed = float(state["elapsed"])
+        history = [tuple(h) for h in state["history"]]
+        shift = state["shift"].to(device=device, dtype=dtype)
+    if n < 2:
+        return OptimizeResult(Z[0], -math.inf, 0, 0.0, [], False, 0)
+    with _cpu_threads_for(Z):
+        return _run(
+            Z,
+            best_Z,
+            best,
+            m1,
+            m2,
+            step,
+            elapsed,
+            history,
+            shift,
+            block=block,
+            mode=mode,
+            steps=steps,
+            time_budget=time_budget,
+            lr=lr,
+            beta=beta,
+            betas=betas,
+            tile=tile,
+            target=target,
+            callback=callback,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            history_every=history_every,
+            should_stop=should_stop,
+            lo=lo,
+            hi=hi,
+        )
+
+
+def _run(
+    Z,
+    best_Z,
+    best,
+    m1,
+    m2,
+    step,
+    elapsed,
+    history,
+    shift,
+    *,
+    block,
+    mode,
+    steps,
+    time_budget,
+    lr,
+    beta,
+    betas,
+    tile,
+    target,
+    callback,
+    checkpoint,
+    checkpoint_every,
+    history_every,
+    should_stop,
+    lo,
+    hi,
+) -> OptimizeResult:
+    R = Z.shape[0]
+    dtype, device = Z.dtype, Z.device
+    if history_every is None:
+        history_every = max(1, (steps or 2000) // 200)
+
+    def progress(elapsed_now: float) -> float:
+        if steps is not None:
+            return step / max(steps, 1)
+        return elapsed_now / max(time_budget, 1e-9)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "Z": Z.detach().cpu().clone(),
+            "best_Z": best_Z.detach().cpu().clone(),
+            "best": list(best),
+            "m1": m1.cpu().clone(),
+            "m2": m2.cpu().clone(),
+            "step": step,
+            "elapsed": elapsed_total(),
+            "history": list(history),
+            "shift": shift.cpu().clone(),
+            "block": block,
+            "mode": mode,
+        }
+
+    start = time.perf_counter()
+    base_elapsed = elapsed
+
+    def elapsed_total() -> float:
+        return base_elapsed + time.perf_counter() - start
+
+    last_ckpt = time.perf_counter()
+    b1, b2 = betas
+    interrupted = False
+    try:
+        while True:
+            now = elapsed_total()
+            if steps is not None and step >= steps:
+                break
+            if time_budget is not None and now >= time_budget:
+                break
+            if target is not None and min(best) <= target:
+                break
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
+            p = min(1.0, progress(now))
+            beta_now = beta[0] * (beta[1] / beta[0]) ** p
+            lr_now = lr[0] * (lr[1] / lr[0]) ** p
+            scale = torch.clamp(torch.minimum(shift - lo, hi - shift), min=1e-9)
+            t = beta_now / scale
+            value, eg, smax = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+            ok = _window_ok(dtype, t, smax, shift)
+            packed = torch.cat([smax, ok.to(dtype)]).cpu()  # the one host sync of the step
+            smax_h = packed[:R].tolist()
+            if not all(v > 0.5 for v in packed[R:].tolist()):
+                shift = smax
+                value, eg, smax = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+            improved = [i for i in range(R) if smax_h[i] < best[i]]
+            if improved:
+                if len(improved) == R:
+                    best_Z.copy_(Z)
+                else:
+                    idx = torch.tensor(improved, device=device)
+                    best_Z[idx] = Z[idx]
+                for i in improved:
+                    best[i] = smax_h[i]
+            shift = smax
+            rg = project(Z, eg, block)
+            step += 1
+            m1.mul_(b1).add_(rg, alpha=1 - b1)
+            m2.mul_(b2).addcmul_(rg, rg, value=1 - b2)
+            c1 = 1 - b1**step
+            c2 = 1 - b2**step
+            # Adam-like, but the second moment is pooled per point and then the largest point's
+            # is used for all: the most active point turns by about lr radians per step, the
+            # others in proportion to their gradient (inactive points stay put).
+            vmax = m2.sum(dim=-1).amax(dim=-1)
+            upd = (m1 / c1) / (vmax / c2).sqrt_().add_(1e-30).view(-1, 1, 1)
+            upd = project(Z, upd, block)
+            Z = retract(Z - lr_now * upd, block)
+            if step % history_every == 0 or step == 1:
+                history.append((step, round(elapsed_total(), 4), min(best)))
+            if callback is not None:
+                callback(step, min(smax_h), min(best))
+            if (
+                checkpoint is not None
+                and checkpoint_every is not None
+                and time.perf_counter() - last_ckpt >= checkpoint_every
+            ):
+                checkpoint(snapshot())
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted and checkpoint is not None:
+        checkpoint(snapshot())
+    # the final iterate has not been measured yet
+    final = max_similarity(Z, block=block, mode=mode, tile=tile).cpu().tolist()
+    for i in range(R):
+        if final[i] < best[i]:
+            best[i] = final[i]
+            best_Z[i] = Z[i]
+    k = min(range(R), key=lambda i: best[i])
+    seconds = elapsed_total()
+    if history and history[-1][0] == step:
+        history.pop()
+    history.append((step, round(seconds, 4), best[k]))
+    return OptimizeResult(best_Z[k].clone(), best[k], step, seconds, history, interrupted, k)
+
+
+# ----------------------------------------------------------------------------- threshold
+
+
+@dataclass
+class ThresholdResult:
+    """Outcome of :func:`threshold_descent` (the published EBV generator's algorithm)."""
+
+    Z: torch.Tensor
+    coherence: float
+    reached: bool
+    steps: int
+    seconds: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def threshold_descent(
+    W0: torch.Tensor,
+    threshold: float = 0.002,
+    *,
+    lr: float = 1e-3,
+    steps: int | None = None,
+    time_budget: float | None = None,
+    tile: int = DEFAULT_TILE,
+    callback: Callable[[int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ThresholdResult:
+    """Plain SGD on ``L(W) = sum_{i != j} relu(|<w_i, w_j>| - threshold)``, rows renormalised
+    after every step, until ``max |cos| <= threshold`` or the budget is spent.
+
+    This is the algorithm of the published EBV generator (Shen et al., CVPR 2023), implemented
+    tiled (no Gram matrix, no per-slice host sync) but otherwise faithfully: a fixed step size,
+    no momentum, a hinge with a user-supplied ``threshold``. ``W0`` is ``(N, d)`` unit rows.
+    The returned ``coherence`` is ``max |cos|`` of the returned (best) iterate, in the working
+    precision. The defaults ``threshold=0.002`` and ``lr=1e-3`` are those of the published
+    generator's script (written for ``N = d = 1000``; for ``N > d`` that threshold is below the
+    Welch bound and the run uses its whole budget).
+    """
+    check_tensor("W0", W0, ndim=2)
+    threshold = check_float("threshold", threshold, minimum=0.0, maximum=1.0)
+    lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
+    if steps is None and time_budget is None:
+        raise ValueError("give steps or time_budget (or both), got neither")
+    W = W0.clone()
+    N = W.shape[0]
+    best_W = W.clone()
+    best = math.inf
+    step = 0
+    history: list[tuple[int, float, float]] = []
+    ranges = _tile_ranges(N, tile)
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        while True:
+            if steps is not None and step >= steps:
+                break
+            if time_budget is not None and time.perf_counter() - start >= time_budget:
+                break
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
+            grad = torch.zeros_like(W)
+            cmax = torch.zeros((), dtype=W.dtype, device=W.device)
+            for i0, i1 in ranges:
+                WI = W[i0:i1]
+                for j0, j1 in ranges:
+                    if j0 < i0:
+                        continue
+                    G = WI @ W[j0:j1].T
+                    if i0 == j0:
+                        G.fill_diagonal_(0.0)
+                    a = G.abs()
+                    cmax = torch.maximum(cmax, a.amax())
+                    # d/dG relu(|G| - thr) = sign(G) [|G| > thr]; each unordered pair counts
+                    # twice in the sum over i != j.
+                    A = torch.sign(G) * (a > threshold)
+                    grad[i0:i1] += 2.0 * (A @ W[j0:j1]) if i0 != j0 else 2.0 * (A @ WI)
+                    if i0 != j0:
+                        grad[j0:j1] += 2.0 * (A.T @ WI)
+            c = float(cmax)  # one sync per step
+            if c < best:
+                best = c
+                best_W.copy_(W)
+            if step % 50 == 0:
+                history.append((step, round(time.perf_counter() - start, 4), best))
+            if callback is not None:
+                callback(step, c, best)
+            if c <= threshold:
+                break
+            W = W - lr * grad
+            W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
+            step += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - start
+    history.append((step, round(seconds, 4), best))
+    return ThresholdResult(best_W, best, best <= threshold, step, seconds, history, interrupted)
+
+
+def best_threshold(
+    W0: torch.Tensor,
+    *,
+    time_budget: float,
+    low: float,
+    high: float = 1.0,
+    rounds: int = 8,
+    lr: float = 1e-3,
+    tile: int = DEFAULT_TILE,
+) -> tuple[float, ThresholdResult | None]:
+    """Bisect on the threshold of :func:`threshold_descent`: the smallest threshold in
+    ``[low, high]`` that the algorithm reaches from ``W0`` within ``time_budget / rounds``
+    seconds per try.
+
+    Returns the threshold found and the run that reached it (``None`` if none did).
+    """
+    check_tensor("W0", W0, ndim=2)
+    rounds = check_int("rounds", rounds, minimum=1)
+    per = time_budget / rounds
+    best: tuple[float, ThresholdResult | None] = (high, None)
+    for _ in range(rounds):
+        mid = 0.5 * (low + high)
+        res = threshold_descent(W0, mid, lr=lr, time_budget=per, tile=tile)
+        if res.reached:
+            high = mid
+            best = (mid, res)
+        else:
+            low = mid
+    return best

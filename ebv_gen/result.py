@@ -1,0 +1,124 @@
+"""The result of :func:`ebv_gen.generate`: the vectors and the report on their quality."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["EBVResult"]
+
+
+@dataclass
+class EBVResult:
+    """``N`` unit vectors in ``R^d`` with their verified coherence and its lower bound.
+
+    Attributes
+    ----------
+    vectors
+        ``(N, d)`` float32 CPU tensor with unit rows.
+    coherence
+        ``max_{i != j} |<w_i, w_j>|`` (lines) or ``max <w_i, w_j>`` (sphere) of ``vectors``
+        (the float32 values), computed in float64 by :func:`grassmann.coherence`.
+    lower_bound, lower_bound_name
+        The largest valid lower bound (:func:`grassmann.lower_bound`) and its name.
+    mode
+        ``"lines"`` or ``"sphere"``.
+    method
+        ``"closed-form:<bound>"`` (a construction meeting that bound: provably optimal),
+        ``"lse"`` (the optimiser) or ``"threshold"`` (the published algorithm).
+    seed, device
+        The seed and the device the search ran on.
+    steps, seconds
+        Optimisation steps and wall time (cumulative over resumed runs).
+    history
+        ``[(step, seconds, coherence), ...]``: best coherence so far, recorded now and then.
+    interrupted
+        True when the run was stopped (Ctrl-C / SIGTERM) before its budget was spent; the
+        vectors are then the best found so far.
+    extra
+        Further report entries (e.g. ``threshold`` for the threshold method).
+    """
+
+    vectors: torch.Tensor
+    coherence: float
+    lower_bound: float
+    lower_bound_name: str
+    mode: str
+    method: str
+    seed: int
+    device: str
+    steps: int = 0
+    seconds: float = 0.0
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def gap(self) -> float:
+        """``coherence - lower_bound`` (>= 0 up to rounding)."""
+        return self.coherence - self.lower_bound
+
+    @property
+    def ratio(self) -> float | None:
+        """``coherence / lower_bound`` when the bound is positive, else ``None``."""
+        return self.coherence / self.lower_bound if self.lower_bound > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready report (no vectors): the keys of the ``.json`` sidecar except ``sha256``."""
+        from grassmann import __version__
+
+        out: dict[str, Any] = {
+            "num": self.num,
+            "dim": self.dim,
+            "mode": self.mode,
+            "coherence": self.coherence,
+            "lower_bound": self.lower_bound,
+            "lower_bound_name": self.lower_bound_name,
+            "gap": self.gap,
+            "ratio": self.ratio,
+            "method": self.method,
+            "seed": self.seed,
+            "device": self.device,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 4),
+            "interrupted": self.interrupted,
+            "version": __version__,
+            "history": [list(h) for h in self.history],
+        }
+        out.update(self.extra)
+        return out
+
+    def report(self) -> str:
+        """One line: size, coherence, bound, ratio, method, steps and time."""
+        ratio = self.ratio
+        ratio_s = f" ratio {ratio:.4f}" if ratio is not None and math.isfinite(ratio) else ""
+        flag = "  INTERRUPTED (best so far)" if self.interrupted else ""
+        return (
+            f"{self.num} x {self.dim} {self.mode}: coherence {self.coherence:.6f}  "
+            f"bound {self.lower_bound:.6f} ({self.lower_bound_name}) gap {self.gap:.2e}"
+            f"{ratio_s}  method {self.method}  steps {self.steps}  {self.seconds:.1f} s{flag}"
+        )
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> str:
+        """Write ``path`` (``.npy``, float32) and its ``.json`` sidecar, both atomically.
+
+        Returns the sha256 of the ``.npy`` file. See :func:`ebv_gen.io.save_vectors`.
+        """
+        from .io import save_vectors
+
+        report = self.as_dict()
+        if extra:
+            report.update(extra)
+        return save_vectors(path, self.vectors, report)

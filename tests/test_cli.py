@@ -1,0 +1,283 @@
+"""The ebv-gen command line: generate, verify, plot, errors, interrupts and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ebv_gen.cli import main
+from ebv_gen.io import checkpoint_path, sidecar_path
+
+
+def _run_main(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def _unit(n=8, d=4, seed=0):
+    g = np.random.default_rng(seed).standard_normal((n, d))
+    return (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_generate_writes_npy_and_sidecar(tmp_path, capsys):
+    out = tmp_path / "e.npy"
+    code, stdout, _ = _run_main(capsys, ["generate", "30", "5", "-o", str(out), "--steps", "40"])
+    assert code == 0
+    assert "coherence" in stdout and len(stdout.strip().splitlines()) == 1
+    arr = np.load(out)
+    assert arr.dtype == np.float32 and arr.shape == (30, 5)
+    side = json.loads(sidecar_path(out).read_text())
+    for key in (
+        "num", "dim", "mode", "coherence", "lower_bound", "lower_bound_name", "method", "seed",
+        "steps", "seconds", "device", "sha256", "version", "history", "gap", "ratio",
+        "mean_abs_cos", "quantiles",
+    ):  # fmt: skip
+        assert key in side, key
+    assert side["steps"] == 40 and side["device"] == "cpu"
+    assert not checkpoint_path(out).exists()
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    out = tmp_path / "e.npy"
+    out.write_bytes(b"old")
+    code, _, err = _run_main(capsys, ["generate", "6", "3", "-o", str(out)])
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"old"
+    code, _, _ = _run_main(capsys, ["generate", "6", "3", "-o", str(out), "--force"])
+    assert code == 0 and np.load(out).shape == (6, 3)
+
+
+def test_same_seed_same_bytes(tmp_path, capsys):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    for p in (a, b):
+        assert main(["generate", "50", "6", "-o", str(p), "--steps", "30", "--seed", "7"]) == 0
+    capsys.readouterr()
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["generate", "0", "3"], "NUM must be >= 1"),
+        (["generate", "abc", "3"], "NUM must be an integer"),
+        (["generate", "5", "-2"], "DIM"),
+        (["generate", "5", "2.5"], "DIM must be an integer"),
+        (["generate", "1", "3"], "NUM must be >= 2"),
+        (["generate", "1000000000", "100000"], "GiB"),
+        (["generate", "5", "3", "--time-budget", "-1"], "--time-budget"),
+        (["generate", "5", "3", "--steps", "x"], "--steps"),
+        (["generate", "5", "3", "--mode", "plane"], "mode"),
+        (["generate", "5", "3", "--method", "sgd"], "method"),
+        (["generate", "5", "3", "--device", "tpu"], "device"),
+        (["bogus"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_generate_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
+    if argv and argv[0] == "generate":
+        argv = [*argv, "-o", str(tmp_path / "x.npy")]
+    code, _, err = _run_main(capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ebv-gen: error:"), err
+    assert needle in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_unwritable_output_fails_before_work(tmp_path, capsys):
+    t0 = time.perf_counter()
+    code, _, err = _run_main(
+        capsys, ["generate", "3000", "64", "-o", str(tmp_path / "no" / "such" / "x.npy")]
+    )
+    assert code == 2 and "not found" in err
+    assert time.perf_counter() - t0 < 5
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere")
+        code, _, err = _run_main(capsys, ["generate", "6", "3", "-o", str(ro / "x.npy")])
+        assert code == 2 and "not writable" in err
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUDA message")
+def test_cuda_without_cuda_exit_2(tmp_path, capsys):
+    code, _, err = _run_main(
+        capsys, ["generate", "6", "3", "-o", str(tmp_path / "x.npy"), "--device", "cuda"]
+    )
+    assert code == 2 and "CUDA is not available" in err
+
+
+def _craft(tmp_path, kind):
+    p = tmp_path / f"{kind}.npy"
+    if kind == "valid":
+        assert main(["generate", "12", "4", "-o", str(p), "--steps", "20", "--quiet"]) == 0
+    elif kind == "valid_nosidecar":
+        np.save(p, _unit())
+    elif kind == "truncated":
+        np.save(p, _unit(100, 8))
+        p.write_bytes(p.read_bytes()[:-37])
+    elif kind == "pickled":
+        np.save(p, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    elif kind == "int":
+        np.save(p, np.ones((4, 3), dtype=np.int32))
+    elif kind == "3d":
+        np.save(p, np.ones((2, 3, 4), dtype=np.float32))
+    elif kind == "corrupt":
+        p.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    elif kind == "missing":
+        pass
+    elif kind == "nonunit":
+        v = _unit()
+        v[0] *= 2
+        np.save(p, v)
+    elif kind == "nan":
+        v = _unit()
+        v[1, 1] = np.inf
+        np.save(p, v)
+    elif kind == "tampered":
+        assert main(["generate", "12", "4", "-o", str(p), "--steps", "20", "--quiet"]) == 0
+        v = np.load(p)
+        v[[0, 1]] = v[[1, 0]]
+        np.save(p, v)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("valid", 0),
+        ("valid_nosidecar", 0),
+        ("truncated", 2),
+        ("pickled", 2),
+        ("int", 2),
+        ("3d", 2),
+        ("corrupt", 2),
+        ("missing", 2),
+        ("nonunit", 1),
+        ("nan", 1),
+        ("tampered", 1),
+    ],
+)
+def test_verify_exit_codes(tmp_path, capsys, kind, code):
+    p = _craft(tmp_path, kind)
+    capsys.readouterr()
+    got, out, _ = _run_main(capsys, ["verify", str(p)])
+    assert got == code, out
+    assert len(out.strip().splitlines()) == 1
+    assert out.startswith({0: "valid", 1: "invalid", 2: "unusable"}[code])
+    got, out, _ = _run_main(capsys, ["verify", str(p), "--json"])
+    verdict = json.loads(out)
+    assert got == code and verdict["valid"] == (code == 0)
+    if kind == "valid":
+        assert (
+            abs(verdict["coherence"] - json.loads(sidecar_path(p).read_text())["coherence"]) < 1e-12
+        )
+
+
+def test_plot_writes_png(tmp_path, capsys):
+    p = _craft(tmp_path, "valid")
+    fig = tmp_path / "fig.png"
+    code, _, _ = _run_main(capsys, ["plot", str(p), "-o", str(fig)])
+    assert code == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = _run_main(
+        capsys, ["plot", str(_craft(tmp_path, "pickled")), "-o", str(tmp_path / "g.png")]
+    )
+    assert code == 2 and "pickled" in err
+
+
+def _spawn(args, tmp_path):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ebv_gen", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def _wait_for(path, proc, timeout=60.0):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, "checkpoint never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_best_so_far_and_exits_130(tmp_path, sig):
+    out = tmp_path / "i.npy"
+    proc = _spawn(
+        [
+            "generate",
+            "1500",
+            "24",
+            "-o",
+            str(out),
+            "--steps",
+            "100000",
+            "--checkpoint-every",
+            "0.2",
+        ],
+        tmp_path,
+    )
+    _wait_for(checkpoint_path(out), proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["interrupted"] is True and 0 < side["steps"] < 100000
+    assert main(["verify", str(out)]) == 0
+    assert checkpoint_path(out).exists()  # kept for --resume
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_from_checkpoint(tmp_path):
+    out = tmp_path / "r.npy"
+    args = ["generate", "1500", "24", "-o", str(out), "--steps", "300", "--checkpoint-every", "0.3"]
+    proc = _spawn(args, tmp_path)
+    ckpt = checkpoint_path(out)
+    _wait_for(ckpt, proc)
+    time.sleep(0.4)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()  # nothing written yet, and no partial file
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    saved = torch.load(ckpt, weights_only=True)["state"]["step"]
+    assert saved > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "ebv_gen", *args, "--resume", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["resumed_from_step"] >= saved and side["steps"] == 300
+    assert not ckpt.exists()
+    assert main(["verify", str(out)]) == 0
+
+
+def test_python_m_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "ebv_gen", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "generate" in done.stdout

@@ -1,0 +1,193 @@
+"""ebv_gen.generate: known optima, the optimiser alone, determinism, bounds, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ebv_gen
+import grassmann
+from ebv_gen import EBVResult, generate
+
+KNOWN = [
+    (6, 3, "lines", 1 / math.sqrt(5)),
+    (10, 5, "lines", 1 / 3),
+    (16, 6, "lines", 1 / 3),
+    (28, 7, "lines", 1 / 3),
+    (3, 2, "lines", 1 / 2),
+    (4, 3, "lines", 1 / 3),
+    (6, 5, "lines", 1 / 5),
+    (9, 8, "lines", 1 / 8),
+    (12, 3, "sphere", 1 / math.sqrt(5)),
+    (4, 3, "sphere", -1 / 3),
+]
+
+
+@pytest.mark.parametrize(("num", "dim", "mode", "target"), KNOWN)
+def test_auto_reaches_known_optimum(num, dim, mode, target):
+    res = generate(num, dim, mode=mode)
+    assert abs(res.coherence - target) < 1e-6
+    assert res.vectors.dtype == torch.float32 and res.vectors.shape == (num, dim)
+
+
+@pytest.mark.parametrize(
+    ("num", "dim", "mode", "target"),
+    [
+        (6, 3, "lines", 1 / math.sqrt(5)),
+        (10, 5, "lines", 1 / 3),
+        (16, 6, "lines", 1 / 3),
+        (28, 7, "lines", 1 / 3),
+        (7, 6, "lines", 1 / 6),
+        (4, 3, "sphere", -1 / 3),
+        (12, 3, "sphere", 1 / math.sqrt(5)),
+    ],
+)
+def test_optimizer_alone_reaches_known_optimum(num, dim, mode, target):
+    res = generate(num, dim, mode=mode, method="lse")
+    assert res.method == "lse"
+    assert res.steps > 0
+    assert abs(res.coherence - target) < 1e-6, res.report()
+
+
+def test_closed_form_method_and_error_when_none_known():
+    res = generate(6, 5, method="closed-form")
+    assert res.method.startswith("closed-form") and res.steps == 0
+    with pytest.raises(ValueError, match="closed-form"):
+        generate(8, 4, method="closed-form")
+
+
+def test_same_seed_same_bytes_and_other_seed_differs():
+    a = generate(40, 6, seed=3, steps=60)
+    b = generate(40, 6, seed=3, steps=60)
+    c = generate(40, 6, seed=4, steps=60)
+    assert a.vectors.numpy().tobytes() == b.vectors.numpy().tobytes()
+    assert a.vectors.numpy().tobytes() != c.vectors.numpy().tobytes()
+
+
+def test_float32_search_beats_random_start_and_reports_history():
+    res = generate(300, 16, steps=150, dtype=torch.float32, seed=1)
+    start = grassmann.coherence(torch.nn.functional.normalize(torch.randn(300, 16), dim=1))
+    assert res.coherence < 0.8 * start
+    assert res.history[-1][0] == res.steps == 150
+    assert all(
+        h1[2] <= h0[2] + 1e-12 for h0, h1 in zip(res.history[:-1], res.history[1:], strict=True)
+    )
+    assert res.history[-1][2] == pytest.approx(res.coherence, abs=1e-6)
+
+
+def test_threshold_method_reports_threshold():
+    res = generate(20, 5, method="threshold", threshold=0.9, steps=2000)
+    assert res.method == "threshold"
+    assert res.extra["threshold"] == 0.9 and res.extra["threshold_reached"]
+    assert res.coherence <= 0.9 + 1e-6
+
+
+def test_time_budget_only_stops_in_time():
+    res = generate(200, 10, time_budget=0.5, method="lse")
+    assert 0 < res.seconds < 5
+    assert res.coherence >= res.lower_bound
+
+
+def test_should_stop_marks_interrupted():
+    n = []
+    res = generate(50, 5, steps=10_000, should_stop=lambda: n.append(1) or len(n) > 3)
+    assert res.interrupted and res.steps == 3
+    assert "INTERRUPTED" in res.report()
+
+
+@given(
+    num=st.integers(2, 14),
+    dim=st.integers(1, 6),
+    mode=st.sampled_from(["lines", "sphere"]),
+)
+def test_every_size_gives_valid_result_above_its_bound(num, dim, mode):
+    res = generate(num, dim, mode=mode, steps=40)
+    v = res.vectors.double()
+    assert torch.isfinite(v).all()
+    assert torch.allclose(v.norm(dim=1), torch.ones(num, dtype=torch.float64), atol=1e-6)
+    assert res.coherence >= res.lower_bound - 1e-12
+    assert res.lower_bound == grassmann.lower_bound(num, dim, mode).value
+    assert res.gap == res.coherence - res.lower_bound
+
+
+def test_report_and_as_dict_keys():
+    res = generate(10, 3, steps=20)
+    d = res.as_dict()
+    for key in (
+        "num",
+        "dim",
+        "mode",
+        "coherence",
+        "lower_bound",
+        "lower_bound_name",
+        "method",
+        "seed",
+        "steps",
+        "seconds",
+        "device",
+        "version",
+        "history",
+        "gap",
+        "ratio",
+    ):
+        assert key in d
+    line = res.report()
+    assert "\n" not in line and "coherence" in line and "bound" in line
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    res = generate(12, 4, steps=30)
+    path = tmp_path / "v.npy"
+    digest = res.save(path)
+    loaded = ebv_gen.load(path)
+    assert torch.equal(loaded, res.vectors)
+    meta = ebv_gen.io.read_sidecar(path)
+    assert meta["sha256"] == digest and meta["shape"] == [12, 4]
+    assert np.load(path).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"num": 0, "dim": 3}, ValueError, "num"),
+        ({"num": 1, "dim": 3}, ValueError, "num must be >= 2"),
+        ({"num": 2.5, "dim": 3}, TypeError, "num"),
+        ({"num": 5, "dim": "3"}, TypeError, "dim"),
+        ({"num": 5, "dim": 0}, ValueError, "dim"),
+        ({"num": 5, "dim": 3, "mode": "plane"}, ValueError, "mode"),
+        ({"num": 5, "dim": 3, "method": "sgd"}, ValueError, "method"),
+        ({"num": 5, "dim": 3, "seed": -1}, ValueError, "seed"),
+        ({"num": 5, "dim": 3, "steps": -2}, ValueError, "steps"),
+        ({"num": 5, "dim": 3, "time_budget": float("nan")}, ValueError, "time_budget"),
+        ({"num": 5, "dim": 3, "device": "tpu"}, ValueError, "device"),
+        ({"num": 10**9, "dim": 10**5}, ValueError, "GiB"),
+    ],
+)
+def test_bad_input_raises_naming_the_argument(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        generate(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUDA message")
+def test_cuda_without_cuda_is_a_value_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        generate(5, 3, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_run_is_valid_and_deterministic():
+    a = generate(500, 32, device="cuda", steps=50)
+    b = generate(500, 32, device="cuda", steps=50)
+    assert a.vectors.device.type == "cpu"
+    assert a.vectors.numpy().tobytes() == b.vectors.numpy().tobytes()
+    assert a.coherence >= a.lower_bound
+
+
+def test_result_type():
+    assert isinstance(generate(3, 3), EBVResult)

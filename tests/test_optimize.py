@@ -1,0 +1,195 @@
+"""The tiled optimiser engine of ebv_gen.optimize: gradient, pooling, memory, determinism."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ebv_gen.optimize import (
+    best_threshold,
+    max_similarity,
+    minimize_coherence,
+    project,
+    random_start,
+    retract,
+    surrogate_grad,
+    threshold_descent,
+)
+
+
+def _dense_similarity(Z: torch.Tensor, block: int, mode: str) -> torch.Tensor:
+    """(R, N, N) pairwise similarities from the dense formula ||Z_i Z_j^T||_F^2 / <z_i, z_j>."""
+    R, M, d = Z.shape
+    Zb = Z.view(R, M // block, block, d)
+    if mode == "sphere":
+        return Z @ Z.transpose(1, 2)
+    cross = torch.einsum("riad,rjbd->rijab", Zb, Zb)
+    return (cross**2).sum(dim=(-1, -2))
+
+
+def _dense_surrogate(Z, t, shift, block, mode):
+    s = _dense_similarity(Z, block, mode)
+    n = s.shape[1]
+    iu = torch.triu_indices(n, n, offset=1)
+    pairs = s[:, iu[0], iu[1]]
+    return shift + torch.logsumexp(t[:, None] * (pairs - shift[:, None]), dim=1) / t
+
+
+@pytest.mark.parametrize(
+    ("num", "dim", "block", "mode", "tile"),
+    [
+        (13, 5, 1, "lines", 4),
+        (13, 5, 1, "sphere", 5),
+        (11, 4, 1, "lines", 100),
+        (7, 6, 2, "lines", 6),  # 3 blocks per tile, 7 blocks: tiles do not divide N
+        (5, 7, 3, "lines", 7),
+    ],
+)
+def test_tiled_gradient_equals_dense_autograd(num, dim, block, mode, tile):
+    g = torch.Generator().manual_seed(1)
+    Z = random_start(2, num, dim, block=block, dtype=torch.float64, generator=g)
+    t = torch.tensor([3.0, 40.0], dtype=torch.float64)
+    smax_dense = _dense_similarity(Z, block, mode)
+    n = smax_dense.shape[1]
+    mask = torch.eye(n, dtype=torch.bool).expand_as(smax_dense)
+    smax_dense = smax_dense.masked_fill(mask, -math.inf).amax(dim=(1, 2))
+    shift = smax_dense - 0.01  # a stale shift, as the optimiser uses (previous step's max)
+    value, grad, smax = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+    Zr = Z.clone().requires_grad_(True)
+    dense = _dense_surrogate(Zr, t, shift, block, mode)
+    (gd,) = torch.autograd.grad(dense.sum(), Zr)
+    torch.testing.assert_close(value, dense.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, gd, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(smax, smax_dense, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_pooled_max_similarity_equals_frobenius_formula(block):
+    g = torch.Generator().manual_seed(2)
+    Z = random_start(3, 9, 8, block=block, dtype=torch.float64, generator=g)
+    dense = _dense_similarity(Z, block, "lines")
+    dense = dense.masked_fill(torch.eye(9, dtype=torch.bool), -math.inf).amax(dim=(1, 2))
+    for tile in (block, 2 * block, 5 * block, 100):
+        torch.testing.assert_close(max_similarity(Z, block=block, tile=tile), dense)
+
+
+def test_retract_gives_orthonormal_blocks_and_project_is_tangent():
+    g = torch.Generator().manual_seed(3)
+    Z = random_start(2, 5, 7, block=3, dtype=torch.float64, generator=g)
+    Zb = Z.view(2, 5, 3, 7)
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(Zb @ Zb.transpose(-1, -2), eye.expand(2, 5, 3, 3))
+    U = torch.randn(Z.shape, generator=g, dtype=torch.float64)
+    P = project(Z, U, 3).view(2, 5, 3, 7)
+    torch.testing.assert_close(
+        P @ Zb.transpose(-1, -2), torch.zeros(2, 5, 3, 3, dtype=torch.float64), atol=1e-12, rtol=0
+    )
+    Y = retract(Z + 0.3 * U, 3).view(2, 5, 3, 7)
+    torch.testing.assert_close(Y @ Y.transpose(-1, -2), eye.expand(2, 5, 3, 3))
+
+
+def test_optimizer_decreases_subspace_coherence_and_respects_rankin_bound():
+    # 3 planes in R^4: Rankin simplex bound d_c^2 <= k (n - k) / n * N / (N - 1) = 1.5,
+    # so s = k - d_c^2 >= 0.5 (attained: Conway, Hardin, Sloane 1996).
+    g = torch.Generator().manual_seed(4)
+    Z0 = random_start(4, 3, 4, block=2, dtype=torch.float64, generator=g)
+    start = float(max_similarity(Z0, block=2).min())
+    res = minimize_coherence(Z0, block=2, steps=600)
+    Zb = res.Z.view(3, 2, 4)
+    torch.testing.assert_close(
+        Zb @ Zb.transpose(-1, -2), torch.eye(2, dtype=torch.float64).expand(3, 2, 2)
+    )
+    assert res.similarity < start
+    assert res.similarity >= 0.5 - 1e-9
+    assert res.similarity == pytest.approx(0.5, abs=1e-4)
+
+
+def test_resume_from_snapshot_reproduces_uninterrupted_run():
+    g = torch.Generator().manual_seed(5)
+    Z0 = random_start(2, 9, 4, dtype=torch.float64, generator=g)
+    full = minimize_coherence(Z0, steps=80)
+    snaps = []
+    minimize_coherence(
+        Z0,
+        steps=80,
+        checkpoint=snaps.append,
+        checkpoint_every=1e-9,
+        should_stop=lambda: len(snaps) >= 30,
+    )
+    state = snaps[29]
+    assert state["step"] == 30
+    resumed = minimize_coherence(Z0, steps=80, state=state)
+    assert resumed.steps == 80
+    assert torch.equal(resumed.Z, full.Z)
+    assert resumed.similarity == full.similarity
+
+
+def test_should_stop_interrupts_and_returns_best_so_far():
+    g = torch.Generator().manual_seed(6)
+    Z0 = random_start(1, 20, 5, dtype=torch.float64, generator=g)
+    calls = []
+    res = minimize_coherence(
+        Z0, steps=10_000, should_stop=lambda: len(calls) > 5, callback=lambda *a: calls.append(a)
+    )
+    assert res.interrupted
+    assert res.steps == 6
+    assert res.similarity <= float(max_similarity(Z0)[0])
+
+
+def test_extreme_sharpness_stays_finite():
+    # a huge beta makes t (max - shift) leave the safe window: the pass is redone, never NaN
+    g = torch.Generator().manual_seed(7)
+    Z0 = random_start(1, 30, 4, dtype=torch.float32, generator=g)
+    res = minimize_coherence(Z0, steps=50, beta=(1e6, 1e8), lr=(0.2, 0.1))
+    assert math.isfinite(res.similarity)
+    assert torch.isfinite(res.Z).all()
+
+
+def test_threshold_descent_tiled_matches_untiled_and_stops_at_threshold():
+    g = torch.Generator().manual_seed(8)
+    W0 = random_start(1, 10, 5, dtype=torch.float64, generator=g)[0]
+    a = threshold_descent(W0, 0.6, lr=0.05, steps=500, tile=3)
+    b = threshold_descent(W0, 0.6, lr=0.05, steps=500, tile=1000)
+    assert a.reached and b.reached
+    assert a.steps == b.steps
+    torch.testing.assert_close(a.Z, b.Z)
+    assert a.coherence <= 0.6
+    G = a.Z @ a.Z.T
+    assert float((G - torch.eye(10, dtype=G.dtype)).abs().max()) == pytest.approx(a.coherence)
+
+
+def test_best_threshold_bisects_to_a_reachable_threshold():
+    g = torch.Generator().manual_seed(9)
+    W0 = random_start(1, 10, 5, dtype=torch.float64, generator=g)[0]
+    thr, run = best_threshold(W0, time_budget=2.0, low=1 / 3, high=0.9, rounds=5, lr=0.05)
+    assert run is not None and run.reached
+    assert 1 / 3 <= thr < 0.9
+    assert run.coherence <= thr
+
+
+@pytest.mark.slow
+def test_no_quadratic_memory_for_large_n():
+    """N = 20000, d = 16: a Gram matrix would need N^2 * 4 = 1.6 GB; one step must not."""
+    code = textwrap.dedent(
+        """
+        import resource, torch
+        from ebv_gen.optimize import minimize_coherence, random_start
+        g = torch.Generator().manual_seed(0)
+        Z0 = random_start(1, 20000, 16, generator=g)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        res = minimize_coherence(Z0, steps=1, tile=1024)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(base * 1024, peak * 1024, res.steps)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    base, peak, steps = (int(float(x)) for x in out.stdout.split())
+    assert steps == 1
+    n2 = 20000**2 * 4
+    assert peak - base < 0.1 * n2, (base, peak)
+    assert peak < 0.5 * n2, (base, peak)
