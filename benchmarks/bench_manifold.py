@@ -6,7 +6,12 @@ ResNet-50), time ``retr`` (each retraction), ``expmap``, ``logmap``, ``transp`` 
 on a Euclidean tensor of the same shape, measured in the same run (median of ``--repeats``
 after a warm-up). The batch is processed by single batched calls, never by a Python loop.
 
-Run: ``python benchmarks/bench_manifold.py [--device cuda] [--repeats 10] [--dtype float32]``.
+``--layout col`` stores every ``n x k`` matrix column-major (its transpose contiguous), the
+layout of :class:`grassmann.heads.GrassmannHead`; ``row`` (default) is a contiguous
+``(batch, n, k)`` tensor.
+
+Run: ``python benchmarks/bench_manifold.py [--device cuda] [--repeats 10] [--dtype float32]
+[--layout col] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--layout", default="row", choices=["row", "col"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -60,11 +69,14 @@ def main(argv: list[str] | None = None) -> None:
     v = man.proju(x, torch.randn(shape, dtype=dtype, device=device, generator=gen))
     p = torch.randn(shape, dtype=dtype, device=device, generator=gen)
     g = torch.randn(shape, dtype=dtype, device=device, generator=gen)
+    if args.layout == "col":
+        x, y, u, v, p, g = (t.mT.contiguous().mT for t in (x, y, u, v, p, g))
 
     qr, polar, exact = (Grassmann(retraction=r, check=False) for r in ("qr", "polar", "expmap"))
     cases: list[tuple[str, Callable[[], object]]] = [
         ("SGD update p.add_(g, alpha=-lr) (baseline)", lambda: p.add_(g, alpha=-1e-3)),
-        ("retr qr (one CholeskyQR pass)", lambda: qr.retr(x, u)),
+        ("egrad2rgrad (projection, one bmm + one baddbmm)", lambda: man.egrad2rgrad(x, g)),
+        ("retr qr (projection + one CholeskyQR pass)", lambda: qr.retr(x, u)),
         ("retr polar", lambda: polar.retr(x, u)),
         ("expmap", lambda: exact.expmap(x, u)),
         ("retr_transp qr (what RiemannianSGD+momentum calls)", lambda: qr.retr_transp(x, u, v)),
@@ -80,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"{args.batch} subspaces of {args.n} x {args.k}, {args.dtype}, device {dev_name}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+        f"{args.layout}-major, {torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print()
     print("| operation | time (ms) | ratio to SGD update |")

@@ -12,7 +12,10 @@ Performance: the maps below work through ``k x k`` Gram matrices (``eigh`` of :m
 instead of ``n x k`` SVDs wherever the result is an even function of the singular values, which
 is exactly the case for the exponential map, the logarithm and parallel transport. Only the
 principal angles (:func:`grassmann.angles.principal_angles`, used by :meth:`Grassmann.dist`) need
-an ``n x k`` SVD, to keep tiny angles accurate.
+an ``n x k`` SVD, to keep tiny angles accurate. The optimiser hot path (:meth:`Grassmann.proju`,
+:meth:`Grassmann.retr`, :meth:`Grassmann.retr_transp`) is evaluated on the transposes
+``(..., k, n)`` with fused ``baddbmm`` products, computes the retraction once per step, and never
+synchronises with the device or upcasts to float64.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from geoopt.utils import size2shape
 
 from grassmann._validation import check_choice
 from grassmann.stiefel import (
+    _as_linalg_dtype,
     _check_matrix,
     _check_point,
     _check_same_shape,
@@ -32,7 +36,6 @@ from grassmann.stiefel import (
     _sinc,
     _sym_funcm,
     orthonormalize,
-    polar_retraction,
 )
 
 __all__ = ["Grassmann"]
@@ -45,18 +48,121 @@ GRASSMANN_RETRACTIONS = ("qr", "polar", "expmap")
 # ----------------------------------------------------------------------------------------------
 
 
+def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``c + alpha * (a @ b)``, fused into one ``baddbmm`` / ``addmm`` where the shapes allow."""
+    if c.ndim == a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] == c.shape[0]:
+        return torch.baddbmm(c, a, b, alpha=alpha)
+    if c.ndim == a.ndim == b.ndim == 2:
+        return torch.addmm(c, a, b, alpha=alpha)
+    return torch.add(c, a @ b, alpha=alpha)
+
+
+# The kernels below take the transposes ``xt = X^T`` etc. (``(..., k, n)``) and compute in that
+# orientation: every large product is then a ``(k x k) @ (k x n)`` or ``(k x n) @ (n x k)``
+# batched matmul with ``n`` contiguous, which torch's CPU bmm runs 2-3x faster than the
+# ``(n x k) @ (k x k)`` form for either memory layout of ``X`` (and it needs no copy for the
+# column-major bases of :class:`grassmann.heads.GrassmannHead`, whose ``X^T`` is contiguous).
+
+
+def _proj_t(xt: torch.Tensor, ut: torch.Tensor) -> torch.Tensor:
+    r""":math:`(U - X X^\top U)^\top = U^\top - (U^\top X) X^\top` from ``xt``, ``ut``."""
+    return _addmm(ut, ut @ xt.mT, xt, -1.0)
+
+
+def _proju(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""Horizontal projection :math:`U - X (X^\top U)`: one bmm and one fused ``baddbmm``."""
+    return _proj_t(x.mT, u.mT).mT
+
+
+# Single-pass orthonormalisation loses about eps * cond(Y^T Y) of orthonormality (Yamamoto et al.
+# 2015); above this bound on the condition number a second pass is made (see _orth_rows).
+_COND_SECOND_PASS = 8.0
+
+
+def _norm1(a: torch.Tensor) -> torch.Tensor:
+    """Matrix 1-norm (largest absolute column sum) of a batch of square matrices."""
+    return a.abs().sum(dim=-2).amax(dim=-1)
+
+
+def _gram_factor(yt: torch.Tensor, polar: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(M, rho)`` with :math:`M Y^\top` orthonormal rows, ``rho >= cond(Y^T Y)`` (estimate).
+
+    ``G = Y^T Y`` (one bmm). QR: :math:`M = L^{-1}` for the Cholesky factor :math:`G = L L^\top`
+    (so :math:`Q = Y L^{-\top} = Y R^{-1}`, the Q of the QR factorisation with positive
+    :math:`\operatorname{diag} R`); ``rho`` = :math:`\|G\|_1 \|G^{-1}\|_1` with
+    :math:`G^{-1} = L^{-\top} L^{-1}`, an upper bound on the 2-norm condition number of the
+    symmetric ``G`` (and at most ``k`` times it). Polar:
+    :math:`M = G^{-1/2}` (``eigh``), ``rho`` the exact eigenvalue ratio. The ``k x k`` work is
+    done in float32 at least (torch.linalg has no half-precision kernels).
+    """
+    gram = _as_linalg_dtype(yt @ yt.mT)
+    if polar:
+        lam, vecs = torch.linalg.eigh(gram)
+        lam = lam.clamp_min(torch.finfo(lam.dtype).tiny)
+        m = _sym_funcm(lam, vecs, torch.rsqrt)
+        rho = lam[..., -1] / lam[..., 0]
+    else:
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        chol = torch.linalg.cholesky_ex(gram)[0]
+        m = torch.linalg.solve_triangular(chol, eye, upper=False)
+        # 1-norm condition number, an upper bound on the 2-norm one for symmetric G
+        rho = _norm1(gram) * _norm1(m.mT @ m)
+    return m.to(yt.dtype), rho
+
+
+def _orth_rows(yt: torch.Tensor, polar: bool) -> torch.Tensor:
+    r"""Orthonormalise the rows of ``yt`` (:math:`Y^\top`, with :math:`Y^\top Y \succeq I`).
+
+    One CholeskyQR (or polar) pass, :math:`Q^\top = M Y^\top`, costs one bmm for the Gram
+    matrix and one for the product. It is exact to about :math:`\varepsilon \operatorname{cond}
+    (Y^\top Y)` (a few ulps for moderate steps); where the estimated condition number exceeds
+    ``_COND_SECOND_PASS`` (a large, anisotropic step) a second pass restores full accuracy. On
+    the CPU the second pass runs only on those batch entries (reading the estimate is free);
+    on other devices it runs on the whole batch, branch-free, to avoid a host sync.
+    """
+    m, rho = _gram_factor(yt, polar)
+    qt = m @ yt
+    if qt.device.type == "cpu":
+        need = rho > _COND_SECOND_PASS
+        if bool(need.all()):
+            qt = _gram_factor(qt, polar)[0] @ qt
+        elif bool(need.any()):
+            k, n = qt.shape[-2:]
+            flat = qt.reshape(-1, k, n)
+            idx = need.expand(qt.shape[:-2]).reshape(-1).nonzero().squeeze(-1)
+            sub = flat[idx]
+            flat[idx] = _gram_factor(sub, polar)[0] @ sub
+            qt = flat.reshape(qt.shape)
+    else:
+        qt = _gram_factor(qt, polar)[0] @ qt
+    return qt
+
+
+def _retr_t(xt: torch.Tensor, ut: torch.Tensor, polar: bool) -> torch.Tensor:
+    r"""Transposed QR / polar retraction of the horizontal part of ``U``.
+
+    :math:`Y = X + (U - X X^\top U) = X (I - X^\top U) + U`, i.e.
+    :math:`Y^\top = (I - U^\top X) X^\top + U^\top`: the projection and the sum are one bmm and
+    one fused ``baddbmm``; then :func:`_orth_rows`.
+    """
+    eye = torch.eye(xt.shape[-2], dtype=xt.dtype, device=xt.device)
+    yt = _addmm(ut, eye - ut @ xt.mT, xt, 1.0)
+    return _orth_rows(yt, polar)
+
+
 def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     r"""``Exp_X(U) = X V cos(S) V^T + U V diag(sin(s) / s) V^T`` with ``U^T U = V S^2 V^T``.
 
     Equal to EAS 1998 Thm 2.3, :math:`X V \cos(S) V^\top + P \sin(S) V^\top` for the thin SVD
     :math:`U = P S V^\top`, since :math:`P S = U V`; cos and sinc are even, hence smooth functions
-    of :math:`S^2`, and rounding in the eigenvalues of the Gram matrix costs nothing.
+    of :math:`S^2`, and rounding in the eigenvalues of the Gram matrix costs nothing. ``u`` must
+    be horizontal. Evaluated transposed (the ``k x k`` factors are symmetric).
     """
     lam, vecs = _gram_eigh(u)
     s = lam.sqrt()
     cos_m = _sym_funcm(s, vecs, torch.cos)
     sinc_m = _sym_funcm(s, vecs, _sinc)
-    return x @ cos_m + u @ sinc_m
+    return _addmm(sinc_m @ u.mT, cos_m, x.mT, 1.0).mT
 
 
 def _logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -113,22 +219,6 @@ def _parallel_transp(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, t: float
     return v - x @ (f1 @ w) - u @ (f2 @ w)
 
 
-def _cholesky_qr1(a: torch.Tensor) -> torch.Tensor:
-    r"""One CholeskyQR pass :math:`A R^{-1}`, :math:`R^\top R = A^\top A`, for ``A = X + U``.
-
-    For horizontal ``U`` the Gram matrix is :math:`I + U^\top U \succeq I`, so one pass already
-    gives :math:`\|Q^\top Q - I\| = O(\varepsilon (1 + \|U\|_2^2))` (Yamamoto et al. 2015) and
-    the Cholesky factorisation cannot fail; the second pass of CholeskyQR2 would double the cost
-    for nothing.
-    """
-    chol = torch.linalg.cholesky_ex(a.mT @ a)[0]
-    return torch.linalg.solve_triangular(chol.mT, a, upper=True, left=False)
-
-
-def _proju(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    return u - x @ (x.mT @ u)
-
-
 # ----------------------------------------------------------------------------------------------
 # the manifold
 # ----------------------------------------------------------------------------------------------
@@ -156,9 +246,12 @@ class Grassmann(Manifold):
     ----------
     retraction : {"qr", "polar", "expmap"}
         Retraction used by :meth:`retr` and :meth:`retr_transp` (what the geoopt optimisers
-        call). ``"qr"`` (default): :math:`\operatorname{qf}(X + U)` with positive
-        :math:`\operatorname{diag} R`, computed by one CholeskyQR pass (matmul-only; the Gram
-        matrix :math:`I + U^\top U` is well conditioned, so one pass is accurate). ``"polar"``:
+        call). All three first project ``u`` to the horizontal space (geoopt's momentum buffer
+        starts from the raw Euclidean gradient, which is not horizontal). ``"qr"`` (default):
+        :math:`\operatorname{qf}(X + U)` with positive :math:`\operatorname{diag} R`, computed
+        by one CholeskyQR pass (matmul-only; the Gram matrix :math:`I + U^\top U` is well
+        conditioned for moderate steps, so one pass is accurate; a second pass is made for the
+        batch entries of a large anisotropic step). ``"polar"``:
         :math:`(X + U)(I + U^\top U)^{-1/2}`, which keeps the representative closest to ``X + U``
         (best for momentum). ``"expmap"``: the exact exponential map.
     check : bool
@@ -278,21 +371,37 @@ class Grassmann(Manifold):
     # -- retractions and exponential map ------------------------------------------------------
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Retract the tangent vector ``u`` at ``x`` (see ``retraction`` in the class doc)."""
-        if self.retraction == "qr":
-            return _cholesky_qr1(x + u)
-        if self.retraction == "polar":
-            return polar_retraction(x, u)
-        return _expmap(x, u)
+        r"""Retract ``u`` at ``x`` (see ``retraction`` in the class doc).
+
+        ``u`` is first projected to the horizontal space, :math:`U_h = U - X (X^\top U)`, so that
+        any ``u`` gives a point with orthonormal columns: geoopt's ``RiemannianSGD`` starts its
+        momentum buffer from the raw Euclidean gradient, which is not horizontal. The projection
+        is fused with the retraction: :math:`X + U_h = X (I - X^\top U) + U`. For ``"qr"`` and
+        ``"polar"`` one CholeskyQR / polar pass on :math:`Y = X + U_h` (Gram matrix
+        :math:`Y^\top Y = I + U_h^\top U_h \succeq I`) is exact to a few ulps; a second pass is
+        made where a large anisotropic step makes the Gram matrix ill-conditioned
+        (estimated condition number above 8), so the result is orthonormal to about
+        :math:`10 \varepsilon` for any step. The result is laid out column-major (its transpose
+        is contiguous), the layout of :class:`grassmann.heads.GrassmannHead`.
+        """
+        return self._retr_t(x, u).mT
+
+    def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Transpose of :meth:`retr` (contiguous ``(..., k, n)``)."""
+        if self.retraction == "expmap":
+            return _expmap(x, _proju(x, u)).mT
+        return _retr_t(x.mT, u.mT, self.retraction == "polar")
 
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Exponential map (EAS 1998 Thm 2.3) :math:`X V\cos(S)V^\top + P\sin(S)V^\top`.
 
-        ``u`` must be horizontal (:math:`X^\top U = 0`). Computed as
+        ``u`` is projected to the horizontal space first (a no-op up to rounding for a
+        horizontal ``u``; any other ``u`` stands for its horizontal part), so that the result
+        always has orthonormal columns. Computed as
         :math:`X V \cos(S) V^\top + U V \operatorname{diag}(\sin(s)/s) V^\top` from the
         eigendecomposition :math:`U^\top U = V S^2 V^\top` (no ``n x k`` SVD).
         """
-        return _expmap(x, u)
+        return _expmap(x, _proju(x, u))
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""Logarithm :math:`\mathrm{Log}_X(Y)`: BZA 2020 Alg. 5.3 (stable, any :math:`X^\top Y`).
@@ -330,15 +439,19 @@ class Grassmann(Manifold):
     def retr_transp(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Retract ``u`` at ``x`` and transport ``v`` to the new point by projection."""
-        y = self.retr(x, u)
-        return y, _proju(y, v)
+        r"""Retract ``u`` at ``x`` (:meth:`retr`) and transport ``v`` there by projection.
+
+        The retraction is computed once; the transport is
+        :math:`V - Y (Y^\top V)`, one bmm and one fused ``baddbmm`` (evaluated transposed).
+        """
+        yt = self._retr_t(x, u)
+        return yt.mT, _proj_t(yt, v.mT).mT
 
     def expmap_transp(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exponential map of ``u`` at ``x`` and transport of ``v`` by projection."""
-        y = _expmap(x, u)
+        """:meth:`expmap` of ``u`` at ``x`` and transport of ``v`` there by projection."""
+        y = self.expmap(x, u)
         return y, _proju(y, v)
 
     def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -392,7 +505,7 @@ class Grassmann(Manifold):
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(expmap(x, u), parallel_transp(x, u, v))`` in one call."""
-        return _expmap(x, u), self.parallel_transp(x, u, v)
+        return self.expmap(x, u), self.parallel_transp(x, u, v)
 
     # -- sampling -------------------------------------------------------------------------------
 

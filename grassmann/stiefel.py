@@ -165,13 +165,17 @@ def _cholesky_qr2(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "CholeskyQR2: a simple and communication-avoiding algorithm for computing a tall-skinny QR
     factorization", ScalA 2014.
     """
-    q = a
+    # Computed transposed, Q^T = L^{-1} A^T with the explicit k x k inverse: a batched
+    # (k x k) @ (k x n) matmul, many times faster on the CPU than solve_triangular(left=False)
+    # on (..., n, k) (which is pathologically slow for row-major batches).
+    qt = a.mT
     info = None
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     for _ in range(2):
-        chol, inf = torch.linalg.cholesky_ex(q.mT @ q)
+        chol, inf = torch.linalg.cholesky_ex(qt @ qt.mT)
         info = inf if info is None else info | inf
-        q = torch.linalg.solve_triangular(chol.mT, q, upper=True, left=False)
-    return q, info
+        qt = torch.linalg.solve_triangular(chol, eye, upper=False) @ qt
+    return qt.mT, info
 
 
 def orthonormalize(A: torch.Tensor, method: str = "qr", *, validate: bool = True) -> torch.Tensor:

@@ -328,6 +328,84 @@ def test_vector_transport_by_projection_is_horizontal_at_new_point(retraction, p
     assert torch.allclose(man.transp_follow_expmap(x, u, v), man.expmap_transp(x, u, v)[1])
 
 
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@settings(max_examples=15)
+@given(p=problems())
+def test_retraction_of_any_u_equals_retraction_of_its_horizontal_part(retraction, p):
+    n, k, batch, dtype, gen = p
+    man = Grassmann(retraction=retraction)
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, 0.5)
+    vertical = x @ randn((*batch, k, k), dtype, gen)  # X^T (X A) = A != 0: not horizontal
+    y = man.retr(x, u + vertical)
+    assert orth_err(y) < 10 * tol(dtype)
+    assert torch.allclose(y, man.retr(x, u), atol=10 * tol(dtype))
+    y2, tv = man.retr_transp(x, u + vertical, u)
+    assert torch.allclose(y2, y)
+    assert float((y2.mT @ tv).abs().max()) < 10 * tol(dtype)
+    assert torch.allclose(man.expmap(x, u + vertical), man.expmap(x, u), atol=10 * tol(dtype))
+
+
+def _anisotropic_step(x: torch.Tensor, gen, norm: float) -> torch.Tensor:
+    """Horizontal step with one singular value ``norm`` and the others 1e-3 * ``norm``."""
+    p, _, vh = torch.linalg.svd(rand_tangent(x, gen), full_matrices=False)
+    s = torch.full(p.shape[:-2] + p.shape[-1:], 1e-3 * norm, dtype=x.dtype)
+    s[..., 0] = norm
+    return (p * s.unsqueeze(-2)) @ vh
+
+
+@pytest.mark.parametrize("retraction", ["qr", "polar"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("norm", [0.1, 3.0, 100.0, 1e4])
+def test_large_anisotropic_step_stays_orthonormal_and_spans_x_plus_u(retraction, dtype, norm):
+    """One Cholesky-QR/polar pass loses eps * cond(I + U^T U); the second pass restores it."""
+    gen = torch.Generator().manual_seed(0)
+    man = Grassmann(retraction=retraction, check=False)
+    x = rand_point((20, 64, 6), dtype, gen)
+    u = _anisotropic_step(x, gen, norm)
+    y, tv = man.retr_transp(x, u, u)
+    bound = 2e-6 if dtype == torch.float32 else 1e-14
+    assert orth_err(y) < bound
+    assert span_dist(y, torch.linalg.qr(x + u)[0]) < 1e3 * tol(dtype) ** 0.75
+    assert float((y.mT @ tv).abs().max()) < 10 * tol(dtype) * norm
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+def test_retraction_gives_the_same_point_for_row_and_column_major_layouts(retraction):
+    gen = torch.Generator().manual_seed(1)
+    man = Grassmann(retraction=retraction, check=False)
+    x = rand_point((5, 40, 4), torch.float64, gen)
+    u, v = rand_tangent(x, gen, 1.0), rand_tangent(x, gen)
+    col = [t.mT.contiguous().mT for t in (x, u, v)]  # (C, n, k) views of (C, k, n) tensors
+    y_row, tv_row = man.retr_transp(x, u, v)
+    y_col, tv_col = man.retr_transp(*col)
+    torch.testing.assert_close(y_row, y_col, rtol=0, atol=1e-13)
+    torch.testing.assert_close(tv_row, tv_col, rtol=0, atol=1e-13)
+    torch.testing.assert_close(man.proju(x, v), man.proju(col[0], col[2]), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_riemannian_sgd_with_momentum_stays_orthonormal(retraction, dtype):
+    """geoopt starts the momentum buffer from the raw (non-horizontal) Euclidean gradient.
+
+    Regression: with ``retraction="expmap"`` the exponential map of that non-horizontal step
+    left the manifold (max |S^T S - I| ~ 5e-2 after 10 steps); retr/retr_transp now project.
+    """
+    gen = torch.Generator().manual_seed(0)
+    man = Grassmann(retraction=retraction, check=False)
+    a = randn((12, 12), dtype, gen)
+    a = a @ a.mT
+    w = geoopt.ManifoldParameter(man.random(4, 12, 3, dtype=dtype, generator=gen), manifold=man)
+    opt = geoopt.optim.RiemannianSGD([w], lr=0.05, momentum=0.9, weight_decay=0.1)
+    for _ in range(50):
+        opt.zero_grad()
+        (-(w * (a @ w)).sum()).backward()
+        opt.step()
+    assert orth_err(w.detach()) < (1e-5 if dtype == torch.float32 else 1e-10)
+    assert float(torch.linalg.matrix_norm(opt.state[w]["momentum_buffer"])[0]) > 0
+
+
 # ------------------------------------------------------------------------------------------------
 # sampling, geoopt checks
 # ------------------------------------------------------------------------------------------------
