@@ -21,28 +21,9 @@ import argparse
 import time
 
 import torch
+from _timing import gemm_rate, sync
 
 from grassmann.coherence import coherence, default_chunk_size
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def gemm_rate(chunk: int, dim: int, device: torch.device, reps: int = 10) -> float:
-    a = torch.randn(chunk, dim, device=device)
-    b = torch.randn(chunk, dim, device=device)
-    out = torch.empty(chunk, chunk, device=device)
-    torch.mm(a, b.T, out=out)
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b.T, out=out)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * chunk * chunk * dim / best
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,12 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         gen = torch.Generator(device="cpu").manual_seed(0)
         W = torch.randn(n, d, generator=gen).to(device)
         coherence(W[: min(n, 2 * chunk)], chunk_size=chunk)  # warm-up
-        rate = gemm_rate(chunk, d, device)
+        rate = gemm_rate(chunk, chunk, d, device)
         floor = n * n * d / rate
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         mu = coherence(W, chunk_size=chunk)
-        _sync(device)
+        sync(device)
         elapsed = time.perf_counter() - t0
         print(
             f"| {n} | {d} | {chunk} | {rate / 1e9:.1f} | {floor:.3f} | {elapsed:.3f} | "
