@@ -13,7 +13,20 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["best_time", "gemm_rate", "median_time", "sync"]
+__all__ = ["best_time", "gemm_rate", "median_time", "open_device", "sync"]
+
+
+def open_device(device: str, threads: int | None = None) -> torch.device:
+    """Set torch's CPU threads (when given), check that ``device`` exists and print the header
+    line every table starts with (device name, torch version, threads); return the device."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("CUDA is not available")
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"device: {name}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    return dev
 
 
 def sync(device: torch.device | str) -> None:

@@ -21,7 +21,7 @@ import argparse
 import time
 
 import torch
-from _timing import gemm_rate, sync
+from _timing import gemm_rate, open_device, sync
 
 from grassmann.coherence import coherence, default_chunk_size
 
@@ -38,13 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk", type=int, default=None, help="rows per block (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("CUDA is not available")
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"device: {name}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    device = open_device(args.device, args.threads)
     print("| N | d | chunk | GEMM rate (GFLOP/s) | floor (s) | time (s) | ratio | coherence |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:

@@ -13,11 +13,14 @@ from .optimize import minimize_coherence, threshold_descent
 from .result import EBVResult
 
 # --- subspace packings (subspaces.py) ---
+from .subspaces import SubspaceResult, generate_subspaces
 
 __all__ = [
     "EBVResult",
     "METHODS",
+    "SubspaceResult",
     "generate",
+    "generate_subspaces",
     "load",
     "minimize_coherence",
     "optimize",

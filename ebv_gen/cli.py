@@ -1,14 +1,15 @@
-"""The ``ebv-gen`` command line: ``generate``, ``verify``, ``plot``.
+"""The ``ebv-gen`` command line: ``generate``, ``generate-subspaces``, ``verify``, ``plot``.
 
 Exit codes: 0 success (``verify``: valid), 1 ``verify``: readable but invalid content,
 2 bad input or unusable file (one line ``ebv-gen: error: ...`` on stderr, never a traceback),
-130 interrupted (Ctrl-C / SIGTERM; the best vectors so far are written, marked interrupted).
+130 interrupted (Ctrl-C / SIGTERM; the best result so far is written, marked interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -84,21 +85,10 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .generation import METHODS
-
-    parser = _Parser(
-        prog=PROG,
-        description="Generate and check Equiangular Basis Vectors (N unit vectors in R^d with "
-        "small mutual coherence).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    g = sub.add_parser("generate", help="generate N x d class vectors into FILE.npy + FILE.json")
-    g.add_argument("num", type=_positive_int("NUM"), metavar="NUM", help="number of vectors N")
-    g.add_argument("dim", type=_positive_int("DIM"), metavar="DIM", help="dimension d")
+def _add_run_options(g: argparse.ArgumentParser) -> None:
+    """The options ``generate`` and ``generate-subspaces`` share (output, budget, device,
+    checkpoints, overwrite, verbosity)."""
     g.add_argument("-o", "--output", required=True, metavar="FILE.npy", help="output file")
-    g.add_argument("--mode", choices=["lines", "sphere"], default="lines")
     g.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
     g.add_argument(
         "--time-budget",
@@ -109,13 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--steps", type=_nonneg_int("--steps"), default=None, metavar="N")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    g.add_argument("--method", choices=list(METHODS), default="auto")
-    g.add_argument(
-        "--threshold",
-        type=_nonneg_float("--threshold"),
-        default=None,
-        help="hinge threshold for --method threshold (default 0.002, as the published script)",
-    )
     g.add_argument(
         "--checkpoint-every",
         type=_nonneg_float("--checkpoint-every", strict=True),
@@ -127,7 +110,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue from FILE.ckpt.pt if it exists")
     g.add_argument("--quiet", action="store_true", help="print only the final report line")
 
-    v = sub.add_parser("verify", help="check a .npy file of class vectors")
+
+def build_parser() -> argparse.ArgumentParser:
+    from .generation import METHODS
+    from .subspaces import METRICS
+
+    parser = _Parser(
+        prog=PROG,
+        description="Generate and check Equiangular Basis Vectors (N unit vectors in R^d with "
+        "small mutual coherence) and packings of subspaces (N k-dimensional subspaces of R^n "
+        "far apart).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="generate N x d class vectors into FILE.npy + FILE.json")
+    g.add_argument("num", type=_positive_int("NUM"), metavar="NUM", help="number of vectors N")
+    g.add_argument("dim", type=_positive_int("DIM"), metavar="DIM", help="dimension d")
+    g.add_argument("--mode", choices=["lines", "sphere"], default="lines")
+    g.add_argument("--method", choices=list(METHODS), default="auto")
+    g.add_argument(
+        "--threshold",
+        type=_nonneg_float("--threshold"),
+        default=None,
+        help="hinge threshold for --method threshold (default 0.002, as the published script)",
+    )
+    _add_run_options(g)
+
+    s = sub.add_parser(
+        "generate-subspaces",
+        help="generate N k-dimensional subspaces of R^n, far apart, into FILE.npy (N, n, k)",
+    )
+    s.add_argument("num", type=_positive_int("NUM"), metavar="NUM", help="number of subspaces N")
+    s.add_argument("n", type=_positive_int("N"), metavar="N", help="ambient dimension n")
+    s.add_argument("k", type=_positive_int("K"), metavar="K", help="subspace dimension k < n")
+    s.add_argument("--metric", choices=list(METRICS), default="chordal")
+    _add_run_options(s)
+
+    v = sub.add_parser("verify", help="check a .npy file of class vectors or subspace bases")
     v.add_argument("file", metavar="FILE.npy")
     v.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
@@ -199,9 +218,12 @@ def _main_thread() -> bool:
 class _Progress:
     """tqdm bar on a terminal (stderr isatty), nothing otherwise."""
 
-    def __init__(self, total: int | None, bound: float, enabled: bool) -> None:
+    def __init__(
+        self, total: int | None, bound: float, enabled: bool, label: str = "coherence"
+    ) -> None:
         self.bar = None
         self.last = 0
+        self.label = label
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -215,7 +237,8 @@ class _Progress:
         self.last = step
         if step % 10 == 0 or step < 10:
             self.bar.set_postfix_str(
-                f"coherence {current:.5f} best {best:.5f} bound {self.bound:.5f}", refresh=False
+                f"{self.label} {current:.5f} best {best:.5f} bound {self.bound:.5f}",
+                refresh=False,
             )
 
     def close(self) -> None:
@@ -226,45 +249,56 @@ class _Progress:
 # ----------------------------------------------------------------------------- commands
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    import grassmann
-
-    from .generation import check_memory, generate, resolve_device
+def _open_output(args: argparse.Namespace):
+    """Check the output and the device before any work: ``(output, checkpoint, device)``."""
+    from .generation import resolve_device
     from .io import checkpoint_path
 
     out = Path(args.output)
     ckpt = checkpoint_path(out)
-    force = args.force or (args.resume and ckpt.exists())
-    _check_writable(out, force)
+    _check_writable(out, args.force or (args.resume and ckpt.exists()))
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    if args.num < 2:
-        raise CLIError(
-            f"NUM must be >= 2 (the coherence of a single vector is undefined), got {args.num}"
-        )
-    check_memory(args.num, args.dim, device)
-    bound = grassmann.lower_bound(args.num, args.dim, args.mode)
+    return out, ckpt, device
+
+
+def _default_total(args: argparse.Namespace, *sizes: int) -> int | None:
+    """Length of the progress bar: ``--steps``, else the default step count (or none when only
+    a time budget is given)."""
     from .optimize import default_steps
 
-    total = args.steps
-    if total is None and args.time_budget is None:
-        total = default_steps(args.num, args.dim)
-    bar = _Progress(total, bound.value, not args.quiet)
+    if args.steps is None and args.time_budget is None:
+        return default_steps(*sizes)
+    return args.steps
+
+
+def _run_and_save(
+    args: argparse.Namespace,
+    out: Path,
+    ckpt: Path,
+    device,
+    generator,
+    *,
+    total: int | None,
+    bound: float,
+    label: str,
+    extra=None,
+) -> int:
+    """Run ``generator(seed=..., device=..., time_budget=..., steps=..., <progress, checkpoint
+    and stop keywords>)`` under the signal handlers with a progress bar, save the result
+    (``extra(result)`` added to the sidecar) and print the report line; exit code 0, or 130
+    when interrupted (the best result so far is saved)."""
+    bar = _Progress(total, bound, not args.quiet, label)
     flag = _StopFlag()
     try:
         with _signals(flag):
-            result = generate(
-                args.num,
-                args.dim,
-                mode=args.mode,
+            result = generator(
                 seed=args.seed,
                 device=device,
                 time_budget=args.time_budget,
                 steps=args.steps,
-                method=args.method,
-                threshold=args.threshold,
                 callback=bar,
                 checkpoint_path=ckpt,
                 checkpoint_every=args.checkpoint_every,
@@ -273,17 +307,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             )
     finally:
         bar.close()
-    extra: dict[str, Any] = {}
-    if args.num * args.num * args.dim <= 4e10:  # the report's extra pass costs ~ one step
-        rep = grassmann.coherence_report(result.vectors, mode=args.mode)
-        extra = {"mean_abs_cos" if args.mode == "lines" else "mean_cos": rep.mean}
-        extra["quantiles"] = {str(q): v for q, v in rep.quantiles.items()}
-    result.save(out, extra=extra)
+    result.save(out, extra=extra(result) if extra is not None else None)
     print(result.report() + f"  -> {out}", flush=True)
     if result.interrupted:
         if ckpt.exists():
             print(
-                f"{PROG}: interrupted; best vectors so far written to {out}; "
+                f"{PROG}: interrupted; best result so far written to {out}; "
                 f"continue with --resume (checkpoint {ckpt})",
                 file=sys.stderr,
             )
@@ -291,11 +320,63 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import grassmann
+
+    from .generation import check_memory, generate
+
+    out, ckpt, device = _open_output(args)
+    if args.num < 2:
+        raise CLIError(
+            f"NUM must be >= 2 (the coherence of a single vector is undefined), got {args.num}"
+        )
+    check_memory(args.num, args.dim, device)
+    bound = grassmann.lower_bound(args.num, args.dim, args.mode)
+
+    def extra(result) -> dict[str, Any]:
+        if args.num * args.num * args.dim > 4e10:  # the report's extra pass costs ~ one step
+            return {}
+        rep = grassmann.coherence_report(result.vectors, mode=args.mode)
+        out = {"mean_abs_cos" if args.mode == "lines" else "mean_cos": rep.mean}
+        out["quantiles"] = {str(q): v for q, v in rep.quantiles.items()}
+        return out
+
+    run = functools.partial(
+        generate, args.num, args.dim, mode=args.mode, method=args.method, threshold=args.threshold
+    )
+    total = _default_total(args, args.num, args.dim)
+    return _run_and_save(
+        args, out, ckpt, device, run, total=total, bound=bound.value, label="coherence", extra=extra
+    )
+
+
+def _cmd_generate_subspaces(args: argparse.Namespace) -> int:
+    from .subspaces import (
+        _check_sizes,
+        check_subspace_memory,
+        generate_subspaces,
+        subspace_bound,
+    )
+
+    out, ckpt, device = _open_output(args)
+    try:
+        _check_sizes(args.num, args.n, args.k)
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("num", "NUM", 1)) from None
+    check_subspace_memory(args.num, args.n, args.k, device)
+    run = functools.partial(generate_subspaces, args.num, args.n, args.k, metric=args.metric)
+    total = _default_total(args, args.num, args.n, args.k)
+    bound = subspace_bound(args.num, args.n, args.k).value
+    return _run_and_save(
+        args, out, ckpt, device, run, total=total, bound=bound, label="min distance"
+    )
+
+
 def verify_file(path: str) -> tuple[int, dict[str, Any]]:
     """Check ``path``; return ``(exit code, verdict dict)``.
 
-    Dispatches on the rank of the stored array (2-D: class vectors; other ranks are left for
-    subspace files and reported as unusable here).
+    Dispatches on the rank of the stored array: 2-D class vectors, 3-D subspace bases
+    ``(N, n, k)``; other ranks are unusable.
     """
     import grassmann
     from grassmann.npyio import InvalidContentError, UnusableFileError, load_array
@@ -322,6 +403,22 @@ def verify_file(path: str) -> tuple[int, dict[str, Any]]:
     return EXIT_OK, verdict
 
 
+def _check_claim(path: str, side: dict[str, Any] | None, key: str, value: float) -> float | None:
+    """The sidecar's ``key`` when it states one; ``InvalidContentError`` if it differs from the
+    recomputed ``value`` by more than ``1e-6``."""
+    claimed = (side or {}).get(key)
+    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
+        return None
+    if abs(float(claimed) - value) > 1e-6:
+        from grassmann.npyio import InvalidContentError
+
+        raise InvalidContentError(
+            f"{path!r}: {key.replace('_', ' ')} {value:.9f} differs from the sidecar's "
+            f"{float(claimed):.9f}"
+        )
+    return float(claimed)
+
+
 def _verify_vectors(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -335,26 +432,84 @@ def _verify_vectors(path: str, array, grassmann, check_sidecar) -> dict[str, Any
     mode = (side or {}).get("mode", "lines")
     if mode not in ("lines", "sphere"):
         mode = "lines"
-    out: dict[str, Any] = {"num": int(n), "dim": int(d), "mode": mode, "sidecar": side is not None}
+    out: dict[str, Any] = {
+        "kind": "vectors",
+        "num": int(n),
+        "dim": int(d),
+        "mode": mode,
+        "sidecar": side is not None,
+    }
     if n >= 2:
         bound = grassmann.lower_bound(int(n), int(d), mode)
         mu = grassmann.coherence(tensor, mode=mode)
         out.update(coherence=mu, lower_bound=bound.value, lower_bound_name=bound.name)
         out["gap"] = mu - bound.value
-        if side is not None and isinstance(side.get("coherence"), (int, float)):
-            claimed = float(side["coherence"])
+        claimed = _check_claim(path, side, "coherence", mu)
+        if claimed is not None:
             out["sidecar_coherence"] = claimed
-            if abs(claimed - mu) > 1e-6:
-                from grassmann.npyio import InvalidContentError
-
-                raise InvalidContentError(
-                    f"{path!r}: coherence {mu:.9f} differs from the sidecar's {claimed:.9f}"
-                )
     return out
 
 
-#: verify's dispatch on the array rank; a subspace verifier can register rank 3 here.
-_VERIFIERS = {2: _verify_vectors}
+def _verify_subspaces(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
+    """A ``(N, n, k)`` stack of orthonormal bases (``ebv-gen generate-subspaces``)."""
+    import numpy as np
+    import torch
+
+    from grassmann.npyio import InvalidContentError, validate_bases
+
+    from .subspaces import subspace_bound
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    validate_bases(tensor, name=f"bases in {path!r}")
+    side = check_sidecar(path, tensor)
+    if side is not None and side.get("kind", "subspaces") != "subspaces":
+        raise InvalidContentError(
+            f"{path!r} holds a 3-D array but its sidecar says kind={side.get('kind')!r}"
+        )
+    num, n, k = (int(x) for x in tensor.shape)
+    out: dict[str, Any] = {"kind": "subspaces", "num": num, "n": n, "k": k}
+    out["sidecar"] = side is not None
+    if num >= 2 and k < n:
+        try:  # float64 files are held to 1e-6 orthonormality there
+            quality = grassmann.subspace_coherence(tensor)
+        except ValueError as exc:
+            raise InvalidContentError(f"bases in {path!r}: {exc}") from None
+        bound = subspace_bound(num, n, k)
+        out.update(min_distance=quality.min_chordal_distance, min_angle=quality.min_angle)
+        out.update(bound=bound.value, bound_name=bound.name)
+        out["gap"] = bound.value - quality.min_chordal_distance
+        for key in ("min_distance", "min_angle"):
+            claimed = _check_claim(path, side, key, out[key])
+            if claimed is not None:
+                out[f"sidecar_{key}"] = claimed
+    return out
+
+
+#: verify's dispatch on the array rank.
+_VERIFIERS = {2: _verify_vectors, 3: _verify_subspaces}
+
+
+def _describe(path: str, verdict: dict[str, Any]) -> str:
+    """The one-line text of a valid verdict."""
+    tail = "" if verdict["sidecar"] else " (no sidecar)"
+    if verdict["kind"] == "subspaces":
+        gr = f"Gr({verdict['n']}, {verdict['k']})"
+        head = f"valid: {path}: {verdict['num']} orthonormal bases of {gr}"
+        if "min_distance" not in verdict:
+            return head + tail
+        return (
+            f"{head}, min chordal distance {verdict['min_distance']:.6f} (float64), min angle "
+            f"{math.degrees(verdict['min_angle']):.4f} deg, bound {verdict['bound']:.6f} "
+            f"({verdict['bound_name']}), gap {verdict['gap']:.2e}" + tail
+        )
+    head = f"valid: {path}: {verdict['num']} x {verdict['dim']} unit vectors"
+    if "coherence" not in verdict:
+        return head
+    return (
+        f"{head}, coherence {verdict['coherence']:.6f} (float64), bound "
+        f"{verdict['lower_bound']:.6f} ({verdict['lower_bound_name']}), "
+        f"gap {verdict['gap']:.2e}" + tail
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -362,15 +517,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(verdict))
     elif code == EXIT_OK:
-        if "coherence" in verdict:
-            print(
-                f"valid: {args.file}: {verdict['num']} x {verdict['dim']} unit vectors, "
-                f"coherence {verdict['coherence']:.6f} (float64), bound "
-                f"{verdict['lower_bound']:.6f} ({verdict['lower_bound_name']}), "
-                f"gap {verdict['gap']:.2e}" + ("" if verdict["sidecar"] else " (no sidecar)")
-            )
-        else:
-            print(f"valid: {args.file}: {verdict['num']} x {verdict['dim']} unit vectors")
+        print(_describe(args.file, verdict))
     else:
         print(f"{verdict['status']}: {verdict['error']}")
     return code
@@ -437,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "generate":
             return _cmd_generate(args)
+        if args.command == "generate-subspaces":
+            return _cmd_generate_subspaces(args)
         if args.command == "verify":
             return _cmd_verify(args)
         return _cmd_plot(args)

@@ -1,9 +1,11 @@
 """Files of the generator: ``.npy`` + ``.json`` sidecar, safe loading, checkpoints.
 
-* ``FILE.npy``: float32 ``(N, d)`` unit rows, written atomically
+* ``FILE.npy``: float32 ``(N, d)`` unit rows (:func:`ebv_gen.generate`) or ``(N, n, k)``
+  orthonormal bases (:func:`ebv_gen.generate_subspaces`), written atomically
   (:func:`grassmann.npyio.save_npy_atomic`).
-* ``FILE.json``: the report (:meth:`ebv_gen.EBVResult.as_dict`) plus ``sha256`` of the
-  ``.npy`` file, written atomically after it.
+* ``FILE.json``: the report (:meth:`ebv_gen.EBVResult.as_dict`,
+  :meth:`ebv_gen.SubspaceResult.as_dict`) plus ``sha256`` and ``shape`` of the ``.npy`` file,
+  written atomically after it.
 * ``FILE.ckpt.pt``: the optimiser state (``torch.save``), written atomically every
   ``checkpoint_every`` seconds and removed when the run finishes.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io as _io
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,11 @@ from grassmann.npyio import (
 __all__ = [
     "check_sidecar",
     "checkpoint_path",
+    "checkpoint_writer",
     "load",
     "load_checkpoint",
     "read_sidecar",
+    "resume_checkpoint",
     "save_checkpoint",
     "save_vectors",
     "sidecar_path",
@@ -54,7 +59,8 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
 
 
 def save_vectors(path: str | os.PathLike, vectors: torch.Tensor, report: dict[str, Any]) -> str:
-    """Write ``vectors`` as float32 ``.npy`` and ``report`` + ``sha256`` as the sidecar.
+    """Write ``vectors`` (or any array: subspace bases too) as float32 ``.npy`` and ``report`` +
+    ``sha256`` + ``shape`` as the sidecar.
 
     Both writes are atomic (temporary file, fsync, rename); the ``.npy`` goes first, so a
     sidecar always describes the ``.npy`` next to it. Returns the sha256 hex digest.
@@ -159,3 +165,44 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or "meta" not in state:
         raise UnusableFileError(f"checkpoint {str(path)!r} is not an ebv-gen checkpoint")
     return state
+
+
+def resume_checkpoint(
+    path: str | os.PathLike, meta: dict[str, Any], keys: Sequence[str]
+) -> dict[str, Any] | None:
+    """The optimiser state saved at ``path``, or ``None`` when there is no such file.
+
+    ``meta`` describes the run that wants to continue; the checkpoint's own ``meta`` must agree
+    with it on every one of ``keys`` (sizes, seed, precision ...).
+
+    Raises
+    ------
+    ValueError
+        When the checkpoint was written by a different run (names the first differing key).
+    grassmann.npyio.UnusableFileError
+        When the file is not a readable checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    saved = load_checkpoint(path)
+    differ = [key for key in keys if saved["meta"].get(key) != meta.get(key)]
+    if differ:
+        key = differ[0]
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: it was written with {key}="
+            f"{saved['meta'].get(key)!r}, this run has {key}={meta.get(key)!r}"
+        )
+    return saved["state"]
+
+
+def checkpoint_writer(
+    path: str | os.PathLike, meta: dict[str, Any], generator: torch.Generator
+) -> Callable[[dict[str, Any]], None]:
+    """The ``checkpoint=`` callback of :func:`ebv_gen.optimize.minimize_coherence`: saves the
+    optimiser state with ``meta`` and the random generator's state to ``path`` (atomically)."""
+
+    def write(state: dict[str, Any]) -> None:
+        save_checkpoint(path, {"meta": meta, "state": state, "rng": generator.get_state()})
+
+    return write

@@ -1,4 +1,5 @@
-"""The result of :func:`ebv_gen.generate`: the vectors and the report on their quality."""
+"""The results of :func:`ebv_gen.generate` and :func:`ebv_gen.generate_subspaces`: the array and
+the report on its quality."""
 
 from __future__ import annotations
 
@@ -9,11 +10,85 @@ from typing import Any
 
 import torch
 
-__all__ = ["EBVResult"]
+__all__ = ["EBVResult", "RunRecord"]
+
+
+@dataclass(kw_only=True)
+class RunRecord:
+    """What every generator result shares: how the run went, its JSON report and ``save``.
+
+    The fields below are keyword-only in the subclasses' constructors. A subclass provides
+    :meth:`_quality` (the keys of the report that describe the array) and :meth:`_array`
+    (what :meth:`save` writes).
+
+    Attributes
+    ----------
+    seed, device
+        The seed and the device the search ran on.
+    steps, seconds
+        Optimisation steps and wall time (cumulative over resumed runs).
+    history
+        ``[(step, seconds, quality), ...]``: the best quality so far (coherence, or minimum
+        distance for subspaces), recorded now and then.
+    interrupted
+        True when the run was stopped (Ctrl-C / SIGTERM) before its budget was spent; the
+        array is then the best found so far.
+    extra
+        Further report entries (e.g. ``threshold`` for the threshold method).
+    """
+
+    seed: int
+    device: str
+    steps: int = 0
+    seconds: float = 0.0
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _quality(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _array(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready report (no array): the keys of the ``.json`` sidecar except ``sha256``
+        and ``shape``."""
+        from grassmann import __version__
+
+        out = self._quality()
+        out.update(
+            seed=self.seed,
+            device=self.device,
+            steps=self.steps,
+            seconds=round(self.seconds, 4),
+            interrupted=self.interrupted,
+            version=__version__,
+            history=[list(h) for h in self.history],
+        )
+        out.update(self.extra)
+        return out
+
+    def _run_summary(self) -> str:
+        """``steps N  T s`` and the interruption flag, the tail of :meth:`report`."""
+        flag = "  INTERRUPTED (best so far)" if self.interrupted else ""
+        return f"steps {self.steps}  {self.seconds:.1f} s{flag}"
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> str:
+        """Write ``path`` (``.npy``, float32) and its ``.json`` sidecar, both atomically.
+
+        Returns the sha256 of the ``.npy`` file. See :func:`ebv_gen.io.save_vectors`.
+        """
+        from .io import save_vectors
+
+        report = self.as_dict()
+        if extra:
+            report.update(extra)
+        return save_vectors(path, self._array(), report)
 
 
 @dataclass
-class EBVResult:
+class EBVResult(RunRecord):
     """``N`` unit vectors in ``R^d`` with their verified coherence and its lower bound.
 
     Attributes
@@ -30,17 +105,9 @@ class EBVResult:
     method
         ``"closed-form:<bound>"`` (a construction meeting that bound: provably optimal),
         ``"lse"`` (the optimiser) or ``"threshold"`` (the published algorithm).
-    seed, device
-        The seed and the device the search ran on.
-    steps, seconds
-        Optimisation steps and wall time (cumulative over resumed runs).
-    history
-        ``[(step, seconds, coherence), ...]``: best coherence so far, recorded now and then.
-    interrupted
-        True when the run was stopped (Ctrl-C / SIGTERM) before its budget was spent; the
-        vectors are then the best found so far.
-    extra
-        Further report entries (e.g. ``threshold`` for the threshold method).
+
+    The run fields (``seed``, ``device``, ``steps``, ``seconds``, ``history`` of the best
+    coherence, ``interrupted``, ``extra``) are those of :class:`RunRecord`.
     """
 
     vectors: torch.Tensor
@@ -49,13 +116,6 @@ class EBVResult:
     lower_bound_name: str
     mode: str
     method: str
-    seed: int
-    device: str
-    steps: int = 0
-    seconds: float = 0.0
-    history: list[tuple[int, float, float]] = field(default_factory=list)
-    interrupted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num(self) -> int:
@@ -75,11 +135,8 @@ class EBVResult:
         """``coherence / lower_bound`` when the bound is positive, else ``None``."""
         return self.coherence / self.lower_bound if self.lower_bound > 0 else None
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready report (no vectors): the keys of the ``.json`` sidecar except ``sha256``."""
-        from grassmann import __version__
-
-        out: dict[str, Any] = {
+    def _quality(self) -> dict[str, Any]:
+        return {
             "num": self.num,
             "dim": self.dim,
             "mode": self.mode,
@@ -89,36 +146,17 @@ class EBVResult:
             "gap": self.gap,
             "ratio": self.ratio,
             "method": self.method,
-            "seed": self.seed,
-            "device": self.device,
-            "steps": self.steps,
-            "seconds": round(self.seconds, 4),
-            "interrupted": self.interrupted,
-            "version": __version__,
-            "history": [list(h) for h in self.history],
         }
-        out.update(self.extra)
-        return out
+
+    def _array(self) -> torch.Tensor:
+        return self.vectors
 
     def report(self) -> str:
         """One line: size, coherence, bound, ratio, method, steps and time."""
         ratio = self.ratio
         ratio_s = f" ratio {ratio:.4f}" if ratio is not None and math.isfinite(ratio) else ""
-        flag = "  INTERRUPTED (best so far)" if self.interrupted else ""
         return (
             f"{self.num} x {self.dim} {self.mode}: coherence {self.coherence:.6f}  "
             f"bound {self.lower_bound:.6f} ({self.lower_bound_name}) gap {self.gap:.2e}"
-            f"{ratio_s}  method {self.method}  steps {self.steps}  {self.seconds:.1f} s{flag}"
+            f"{ratio_s}  method {self.method}  {self._run_summary()}"
         )
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> str:
-        """Write ``path`` (``.npy``, float32) and its ``.json`` sidecar, both atomically.
-
-        Returns the sha256 of the ``.npy`` file. See :func:`ebv_gen.io.save_vectors`.
-        """
-        from .io import save_vectors
-
-        report = self.as_dict()
-        if extra:
-            report.update(extra)
-        return save_vectors(path, self.vectors, report)

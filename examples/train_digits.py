@@ -10,7 +10,12 @@ backbone ``64 -> 128 -> ReLU -> 64`` is the same for every head; only the last l
   ``ebv_gen.generate`` when available, else an orthonormal set, which is the optimum for
   10 lines in ``R^64``);
 * ``fixed-random`` / ``simplex``: :class:`grassmann.FixedClassifierHead`;
-* ``gcr-k{1,2,4,8}``: :class:`grassmann.GrassmannHead` with ``k``-dimensional class subspaces.
+* ``gcr-k{1,2,4,8}``: :class:`grassmann.GrassmannHead` with ``k``-dimensional class subspaces
+  (Haar-random start, trained);
+* ``gcr-packed-k{1,4,8}``: the same, started from a subspace packing (10 subspaces of ``R^64``
+  as far apart as possible, :func:`ebv_gen.generate_subspaces`, computed once per ``k``);
+* ``gcr-fixed-k{1,4,8}``: that packing kept fixed (``trainable=False``), the subspace analogue
+  of the EBV head.
 
 Every model is trained with :class:`geoopt.optim.RiemannianSGD` (momentum 0.9, cosine learning
 rate) with two parameter groups: the Euclidean parameters with weight decay, and the class
@@ -40,9 +45,8 @@ Outputs (in ``--out``): ``training_curves.png`` (training loss and test accuracy
 over seeds), ``variability_vs_k.png``, ``results.json``; the markdown table goes to stdout.
 
 Adding a head: append a :class:`HeadConfig` to :data:`HEAD_CONFIGS` (a name, a factory
-``(feature_dim, num_classes, seed) -> nn.Module`` and, for GCR heads, ``k``), e.g. a GCR head
-with a fixed subspace packing (``GrassmannHead(..., init=bases, trainable=False)``) or one
-initialised from a packing.
+``(feature_dim, num_classes, seed) -> nn.Module`` and, for GCR heads, ``k``; GCR heads named
+``<family>-k<k>`` get one curve per family in the variability plot).
 
 Run ``python examples/train_digits.py --help`` for the options.
 """
@@ -57,6 +61,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import geoopt
 import numpy as np
@@ -96,6 +101,21 @@ def ebv_vectors(num: int, dim: int, seed: int) -> torch.Tensor:
     return q.T.to(torch.float32)
 
 
+@cache
+def subspace_packing(num: int, dim: int, k: int) -> torch.Tensor:
+    """``num`` ``k``-dimensional subspaces of ``R^dim`` as far apart as possible (minimum
+    chordal distance), from :func:`ebv_gen.generate_subspaces`; computed once per size.
+
+    For ``num k <= dim`` the optimum is mutually orthogonal subspaces (found at once);
+    ``(10, 64, 8)`` takes a few seconds and meets the Rankin simplex bound.
+    """
+    from ebv_gen import generate_subspaces
+
+    res = generate_subspaces(num, dim, k, seed=0, device="cpu")
+    print(f"packing: {res.report()}", file=sys.stderr)
+    return res.bases
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """One head to compare: ``factory(feature_dim, num_classes, seed) -> nn.Module``."""
@@ -115,15 +135,32 @@ def _gcr(k: int) -> HeadConfig:
     )
 
 
-#: The heads compared by :func:`main`. Append here to add one (e.g. a GCR head with a fixed or
-#: packing-initialised set of subspaces).
+def _gcr_packed(k: int, trainable: bool) -> HeadConfig:
+    """A GCR head whose subspaces start from (``trainable``) or stay at a packing."""
+    return HeadConfig(
+        f"gcr-{'packed' if trainable else 'fixed'}-k{k}",
+        lambda d, c, s: GrassmannHead(
+            d, c, k, scale=16.0, init=subspace_packing(c, d, k), trainable=trainable
+        ),
+        k=k,
+        quick=k == 4,
+    )
+
+
+#: The heads compared by :func:`main`. Append here to add one.
 HEAD_CONFIGS: list[HeadConfig] = [
     HeadConfig("linear", lambda d, c, s: nn.Linear(d, c), quick=True),
     HeadConfig("ebv", lambda d, c, s: EBVHead(ebv_vectors(c, d, s)), quick=True),
     HeadConfig("fixed-random", lambda d, c, s: FixedClassifierHead(c, d, "random", seed=s)),
     HeadConfig("simplex", lambda d, c, s: FixedClassifierHead(c, d, "simplex")),
     *[_gcr(k) for k in (1, 2, 4, 8)],
+    *[_gcr_packed(k, trainable) for trainable in (True, False) for k in (1, 4, 8)],
 ]
+
+
+def gcr_family(row: dict) -> str:
+    """``"gcr-packed-k4"`` -> ``"gcr-packed"``: the curve a GCR row belongs to."""
+    return row["head"].rsplit("-k", 1)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,21 +329,24 @@ def save_plots(summary: list[dict], runs: dict[str, list[RunResult]], out: str) 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    gcr = [row for row in summary if row["k"] is not None]
-    if gcr:
-        ks = [row["k"] for row in gcr]
+    families = _gcr_families(summary)
+    for family, rows in families.items():
         ax.errorbar(
-            ks,
-            [row["var_mean"] for row in gcr],
-            yerr=[row["var_std"] for row in gcr],
+            [row["k"] for row in rows],
+            [row["var_mean"] for row in rows],
+            yerr=[row["var_std"] for row in rows],
             marker="o",
             capsize=3,
-            label="GCR",
+            label=_family_label(family),
         )
+    if families:
+        ks = sorted({row["k"] for rows in families.values() for row in rows})
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
     for i, row in enumerate(r for r in summary if r["k"] is None):
-        ax.axhline(row["var_mean"], color=f"C{i + 1}", linestyle="--", label=row["head"])
+        ax.axhline(
+            row["var_mean"], color=f"C{len(families) + i}", linestyle="--", label=row["head"]
+        )
     ax.set(xlabel="subspace dimension k", ylabel="intra-class variability V (test)")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -314,6 +354,19 @@ def save_plots(summary: list[dict], runs: dict[str, list[RunResult]], out: str) 
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+def _family_label(family: str) -> str:
+    return "GCR" if family == "gcr" else family
+
+
+def _gcr_families(summary: list[dict]) -> dict[str, list[dict]]:
+    """GCR rows grouped by :func:`gcr_family`, each sorted by ``k``."""
+    families: dict[str, list[dict]] = {}
+    for row in summary:
+        if row["k"] is not None:
+            families.setdefault(gcr_family(row), []).append(row)
+    return {name: sorted(rows, key=lambda r: r["k"]) for name, rows in families.items()}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -393,12 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         f"lr {args.lr:g}, device {device}\n"
     )
     print(markdown_table(summary))
-    gcr = [row for row in summary if row["k"] is not None]
-    if len(gcr) > 1:
-        vs = [row["var_mean"] for row in sorted(gcr, key=lambda r: r["k"])]
+    for family, gcr in _gcr_families(summary).items():
+        if len(gcr) < 2:
+            continue
+        vs = [row["var_mean"] for row in gcr]
         grows = all(b > a for a, b in zip(vs[:-1], vs[1:], strict=True))
         print(
-            f"\nGCR intra-class variability against k = "
+            f"\n{_family_label(family)} intra-class variability against k = "
             f"{', '.join(str(r['k']) for r in gcr)}: {', '.join(f'{v:.3f}' for v in vs)} "
             f"({'grows monotonically' if grows else 'does not grow monotonically'} with k)"
         )

@@ -81,10 +81,22 @@ def test_same_seed_same_bytes(tmp_path, capsys):
         (["generate", "5", "3", "--device", "tpu"], "device"),
         (["bogus"], "invalid choice"),
         ([], "required"),
+        (["generate-subspaces", "8", "4"], "required"),
+        (["generate-subspaces", "0", "4", "2"], "NUM must be >= 1"),
+        (["generate-subspaces", "1", "4", "2"], "NUM must be >= 2"),
+        (["generate-subspaces", "8", "4", "4"], "k must be < n"),
+        (["generate-subspaces", "8", "4", "5"], "k must be < n"),
+        (["generate-subspaces", "8", "4", "0"], "K must be >= 1"),
+        (["generate-subspaces", "8", "x", "2"], "N must be an integer"),
+        (["generate-subspaces", "8", "4", "1.5"], "K must be an integer"),
+        (["generate-subspaces", "8", "4", "2", "--metric", "geodesic"], "metric"),
+        (["generate-subspaces", "8", "4", "2", "--steps", "-1"], "--steps"),
+        (["generate-subspaces", "8", "4", "2", "--device", "tpu"], "device"),
+        (["generate-subspaces", "100000", "4096", "64"], "GiB"),
     ],
 )
 def test_bad_generate_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
-    if argv and argv[0] == "generate":
+    if argv and argv[0].startswith("generate"):
         argv = [*argv, "-o", str(tmp_path / "x.npy")]
     code, _, err = _run_main(capsys, argv)
     assert code == 2
@@ -92,6 +104,25 @@ def test_bad_generate_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
     assert len(lines) == 1 and lines[0].startswith("ebv-gen: error:"), err
     assert needle in err
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_generate_subspaces_writes_bases_and_sidecar_and_needs_force(tmp_path, capsys):
+    out = tmp_path / "s.npy"
+    argv = ["generate-subspaces", "12", "5", "2", "-o", str(out), "--steps", "60"]
+    code, stdout, _ = _run_main(capsys, argv)
+    assert code == 0 and len(stdout.strip().splitlines()) == 1
+    assert "Gr(5, 2)" in stdout and "min distance" in stdout
+    arr = np.load(out)
+    assert arr.dtype == np.float32 and arr.shape == (12, 5, 2)
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["kind"] == "subspaces" and side["steps"] == 60 and side["metric"] == "chordal"
+    assert (side["num"], side["n"], side["k"]) == (12, 5, 2)
+    assert not checkpoint_path(out).exists()
+    before = out.read_bytes()
+    code, _, err = _run_main(capsys, [*argv, "--seed", "1"])
+    assert code == 2 and "--force" in err and out.read_bytes() == before
+    code, _, _ = _run_main(capsys, [*argv, "--seed", "1", "--force"])
+    assert code == 0 and out.read_bytes() != before
 
 
 def test_unwritable_output_fails_before_work(tmp_path, capsys):
@@ -153,7 +184,45 @@ def _craft(tmp_path, kind):
         v = np.load(p)
         v[[0, 1]] = v[[1, 0]]
         np.save(p, v)
+    elif kind.startswith("sub_"):
+        _craft_subspaces(p, kind[4:])
     return p
+
+
+def _bases(num=6, n=5, k=2, seed=0):
+    g = np.random.default_rng(seed).standard_normal((num, n, k))
+    return np.linalg.qr(g)[0].astype(np.float32)
+
+
+def _craft_subspaces(p, kind):
+    """Subspace files for ``verify``: ``(N, n, k)`` stacks, good and bad."""
+    if kind in ("valid", "tampered", "claim", "kind"):
+        argv = ["generate-subspaces", "8", "4", "2", "-o", str(p), "--steps", "20", "--quiet"]
+        assert main(argv) == 0
+    if kind == "valid_nosidecar":
+        np.save(p, _bases())
+    elif kind == "nonorthonormal":
+        b = _bases()
+        b[2, :, 1] += 0.01 * b[2, :, 0]
+        np.save(p, b)
+    elif kind == "nan":
+        b = _bases()
+        b[0, 0, 0] = np.nan
+        np.save(p, b)
+    elif kind == "tampered":  # a valid packing, but not the one the sidecar describes
+        np.save(p, np.load(p)[::-1].copy())
+    elif kind in ("claim", "kind"):  # the sidecar's statement does not hold
+        side = json.loads(sidecar_path(p).read_text())
+        side.update({"min_distance": side["min_distance"] + 0.01} if kind == "claim" else {})
+        side.update({"kind": "vectors"} if kind == "kind" else {})
+        sidecar_path(p).write_text(json.dumps(side))
+    elif kind == "k_gt_n":
+        np.save(p, np.ones((3, 2, 4), dtype=np.float32))
+    elif kind == "4d":
+        np.save(p, np.ones((2, 3, 4, 1), dtype=np.float32))
+    elif kind == "truncated":
+        np.save(p, _bases(50, 8, 3))
+        p.write_bytes(p.read_bytes()[:-29])
 
 
 @pytest.mark.parametrize(
@@ -170,6 +239,16 @@ def _craft(tmp_path, kind):
         ("nonunit", 1),
         ("nan", 1),
         ("tampered", 1),
+        ("sub_valid", 0),
+        ("sub_valid_nosidecar", 0),
+        ("sub_nonorthonormal", 1),
+        ("sub_nan", 1),
+        ("sub_tampered", 1),
+        ("sub_claim", 1),
+        ("sub_kind", 1),
+        ("sub_k_gt_n", 2),
+        ("sub_4d", 2),
+        ("sub_truncated", 2),
     ],
 )
 def test_verify_exit_codes(tmp_path, capsys, kind, code):
@@ -186,6 +265,11 @@ def test_verify_exit_codes(tmp_path, capsys, kind, code):
         assert (
             abs(verdict["coherence"] - json.loads(sidecar_path(p).read_text())["coherence"]) < 1e-12
         )
+    if kind == "sub_valid":
+        side = json.loads(sidecar_path(p).read_text())
+        assert verdict["kind"] == "subspaces" and (verdict["n"], verdict["k"]) == (4, 2)
+        assert abs(verdict["min_distance"] - side["min_distance"]) < 1e-12
+        assert verdict["bound_name"] == side["bound_name"] == "rankin_simplex"
 
 
 def test_plot_writes_png(tmp_path, capsys):
@@ -248,9 +332,12 @@ def test_interrupt_saves_best_so_far_and_exits_130(tmp_path, sig):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_continues_from_checkpoint(tmp_path):
+@pytest.mark.parametrize(
+    "command", [["generate", "1500", "24"], ["generate-subspaces", "200", "24", "4"]]
+)
+def test_resume_after_sigkill_continues_from_checkpoint(tmp_path, command):
     out = tmp_path / "r.npy"
-    args = ["generate", "1500", "24", "-o", str(out), "--steps", "300", "--checkpoint-every", "0.3"]
+    args = [*command, "-o", str(out), "--steps", "300", "--checkpoint-every", "0.3"]
     proc = _spawn(args, tmp_path)
     ckpt = checkpoint_path(out)
     _wait_for(ckpt, proc)

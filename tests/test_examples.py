@@ -32,7 +32,9 @@ def test_train_digits_quick_run_prints_the_table_and_writes_the_plots(tmp_path):
     assert "| head | test accuracy (%) |" in proc.stdout
     rows = re.findall(r"^\| (\S+) \| ([0-9.]+) ± ([0-9.]+) \|", proc.stdout, flags=re.M)
     names = {name for name, _, _ in rows}
-    assert {"linear", "ebv", "gcr-k1", "gcr-k4"} <= names
+    assert {"linear", "ebv", "gcr-k1", "gcr-k4", "gcr-packed-k4", "gcr-fixed-k4"} <= names
+    fixed = re.search(r"^\| gcr-fixed-k4 \|.*\| (\d+) \| (\d+) \|$", proc.stdout, flags=re.M)
+    assert fixed is not None and fixed.groups() == ("0", str(10 * 64 * 4))  # nothing trainable
     best = max(float(acc) for _, acc, _ in rows)
     assert best > 80.0  # chance is 10 %
     for png in ("training_curves.png", "variability_vs_k.png"):

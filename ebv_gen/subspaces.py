@@ -1,0 +1,370 @@
+r"""``generate_subspaces``: ``N`` subspaces of dimension ``k`` in ``R^n``, as far apart as possible.
+
+A packing of the Grassmannian ``Gr(n, k)`` (Conway, Hardin and Sloane 1996): ``N`` points
+``span(X_i)``, ``X_i`` an ``n x k`` matrix with orthonormal columns, whose smallest pairwise
+chordal distance
+
+.. math:: d_c(X_i, X_j)^2 = k - \|X_i^\top X_j\|_F^2 = \sum_l \sin^2\theta_l(X_i, X_j)
+
+is as large as we can make it. The search is the tiled engine of :mod:`ebv_gen.optimize` with
+``block = k``: each point is stored as the ``k`` rows ``Z_i = X_i^T`` of ``Z`` (``(N k, n)``),
+the pair similarity is ``s_ij = ||Z_i Z_j^T||_F^2 = k - d_c^2`` and the sharpened log-sum-exp of
+the ``s_ij`` is minimised on the product of ``N`` Grassmannians: the gradient of each point is
+projected on its horizontal space (``G - X (X^T G)``, :meth:`grassmann.Grassmann.proju`) and the
+step is retracted by QR with a positive ``diag(R)`` (the QR retraction of
+:class:`grassmann.Grassmann`). For ``k = 1`` this is exactly :func:`ebv_gen.generate` in lines
+mode (``d_c^2 = 1 - cos^2``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import grassmann
+from grassmann._validation import check_choice, check_int
+from grassmann.bounds import Bound
+
+from .generation import _FLOAT64_WORK, available_memory, required_memory, resolve_device
+from .io import checkpoint_writer, resume_checkpoint
+from .optimize import (
+    DEFAULT_TILE,
+    default_restarts,
+    default_steps,
+    minimize_coherence,
+    random_start,
+)
+from .options import check_run_options
+from .result import RunRecord
+
+__all__ = [
+    "METRICS",
+    "SubspaceResult",
+    "check_subspace_memory",
+    "generate_subspaces",
+    "random_min_distance",
+    "subspace_bound",
+    "to_bases",
+]
+
+#: ``metric`` values of :func:`generate_subspaces`.
+METRICS = ("chordal",)
+
+#: Checkpoint ``meta`` keys that must agree for ``resume=True``.
+_RESUME_KEYS = ("kind", "num", "n", "k", "metric", "seed", "dtype", "restarts")
+
+
+def subspace_bound(num: int, n: int, k: int) -> Bound:
+    r"""The strongest upper bound on the minimum chordal distance of ``num`` points of
+    ``Gr(n, k)`` that we know of.
+
+    With ``m = min(k, n - k)`` every pair has ``d_c^2 <= m`` (at least ``2k - n`` principal
+    angles vanish). When ``N m <= n`` that bound is attained by mutually orthogonal subspaces
+    (or subspaces with mutually orthogonal complements when ``k > n / 2``): ``value = sqrt(m)``,
+    name ``"orthogonal"``. Otherwise it is weaker than the Rankin bound and
+    :func:`grassmann.subspace_lower_bound` is returned (simplex for ``N <= n (n + 1) / 2``,
+    orthoplex above).
+    """
+    num = check_int("num", num, minimum=2)
+    n = check_int("n", n, minimum=2)
+    k = check_int("k", k, minimum=1, maximum=n - 1)
+    m = min(k, n - k)
+    if num * m <= n:
+        return Bound(math.sqrt(m), "orthogonal", True, "N min(k, n - k) <= n orthogonal subspaces")
+    return grassmann.subspace_lower_bound(num, n, k)
+
+
+def to_bases(Z: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows of the engine -> bases: ``(..., N k, n)`` -> ``(..., N, n, k)`` (a view)."""
+    *lead, rows, n = Z.shape
+    return Z.reshape(*lead, rows // k, k, n).transpose(-1, -2)
+
+
+def random_min_distance(num: int, n: int, k: int, seed: int = 0) -> float:
+    """Minimum chordal distance of ``num`` independent uniform (Haar) random points of
+    ``Gr(n, k)`` drawn with ``seed`` (the baseline a packing should beat), in float64."""
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    bases = grassmann.Grassmann().random(num, n, k, dtype=torch.float64, generator=gen)
+    return grassmann.subspace_coherence(bases.as_subclass(torch.Tensor)).min_chordal_distance
+
+
+@dataclass
+class SubspaceResult(RunRecord):
+    """``N`` orthonormal bases of ``k``-dimensional subspaces of ``R^n`` and their packing quality.
+
+    Attributes
+    ----------
+    bases
+        ``(N, n, k)`` float32 CPU tensor with orthonormal columns (``X_i^T X_i = I_k`` to
+        about ``1e-7``).
+    min_distance
+        ``min_{i != j} d_c(X_i, X_j)``, the chordal distance (not squared), of the float32
+        ``bases``, computed in float64 by :func:`grassmann.subspace_coherence`.
+    min_angle
+        The smallest principal angle over all pairs (radians), computed the same way.
+    bound, bound_name
+        The upper bound on ``min_distance`` of :func:`subspace_bound` and its name
+        (``"orthogonal"``, ``"rankin_simplex"`` or ``"rankin_orthoplex"``).
+    metric
+        ``"chordal"``.
+
+    The run fields (``seed``, ``device``, ``steps``, ``seconds``, ``history`` of the best
+    minimum distance, ``interrupted``, ``extra``) are those of :class:`ebv_gen.result.RunRecord`.
+    """
+
+    bases: torch.Tensor
+    min_distance: float
+    min_angle: float
+    bound: float
+    bound_name: str
+    metric: str = "chordal"
+
+    @property
+    def num(self) -> int:
+        """Number of subspaces ``N``."""
+        return int(self.bases.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Ambient dimension ``n``."""
+        return int(self.bases.shape[1])
+
+    @property
+    def k(self) -> int:
+        """Subspace dimension ``k``."""
+        return int(self.bases.shape[2])
+
+    @property
+    def gap(self) -> float:
+        """``bound - min_distance`` (>= 0 up to rounding; 0 means provably optimal)."""
+        return self.bound - self.min_distance
+
+    @property
+    def ratio(self) -> float:
+        """``min_distance / bound`` (<= 1; 1 means provably optimal)."""
+        return self.min_distance / self.bound
+
+    def _quality(self) -> dict[str, Any]:
+        return {
+            "kind": "subspaces",
+            "num": self.num,
+            "n": self.n,
+            "k": self.k,
+            "metric": self.metric,
+            "min_distance": self.min_distance,
+            "min_angle": self.min_angle,
+            "bound": self.bound,
+            "bound_name": self.bound_name,
+            "gap": self.gap,
+            "ratio": self.ratio,
+        }
+
+    def _array(self) -> torch.Tensor:
+        return self.bases
+
+    def report(self) -> str:
+        """One line: size, minimum distance and angle, bound, ratio, steps and time."""
+        return (
+            f"{self.num} x Gr({self.n}, {self.k}) {self.metric}: min distance "
+            f"{self.min_distance:.6f} (min angle {math.degrees(self.min_angle):.4f} deg)  "
+            f"bound {self.bound:.6f} ({self.bound_name}) gap {self.gap:.2e} "
+            f"ratio {self.ratio:.4f}  {self._run_summary()}"
+        )
+
+
+def _check_sizes(num: Any, n: Any, k: Any) -> tuple[int, int, int]:
+    num = check_int("num", num, minimum=1)
+    n = check_int("n", n, minimum=1)
+    k = check_int("k", k, minimum=1)
+    if num < 2:
+        raise ValueError(
+            f"num must be >= 2 (the distance of a single subspace to the others is undefined), "
+            f"got {num}"
+        )
+    if k >= n:
+        raise ValueError(
+            f"k must be < n (a k-dimensional subspace of R^n with k = n is R^n itself, k > n "
+            f"does not exist), got k={k}, n={n}"
+        )
+    return num, n, k
+
+
+def check_subspace_memory(
+    num: int,
+    n: int,
+    k: int,
+    device: torch.device,
+    *,
+    restarts: int = 1,
+    dtype: torch.dtype = torch.float32,
+    tile: int = DEFAULT_TILE,
+) -> None:
+    """Raise ``ValueError`` before allocating if the search cannot fit on ``device``: the
+    engine's state is ``(restarts, N k, n)`` (:func:`ebv_gen.generation.required_memory` of
+    ``N k`` rows)."""
+    need = required_memory(num * k, n, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
+    have = available_memory(device)
+    if need > have:
+        raise ValueError(
+            f"num={num}, n={n}, k={k} needs about {need / 2**30:.3g} GiB on {device} but only "
+            f"{have / 2**30:.3g} GiB is available; use a smaller size or another device"
+        )
+
+
+def generate_subspaces(
+    num: int,
+    n: int,
+    k: int,
+    *,
+    metric: str = "chordal",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    time_budget: float | None = None,
+    steps: int | None = None,
+    dtype: torch.dtype | None = None,
+    restarts: int | None = None,
+    tile: int | None = None,
+    callback: Callable[[int, float, float], None] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: float | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> SubspaceResult:
+    r"""Pack ``num`` subspaces of dimension ``k`` in ``R^n`` as far apart as we can.
+
+    Maximises the minimum chordal distance ``d_c = sqrt(k - ||X_i^T X_j||_F^2)`` by the tiled
+    log-sum-exp optimiser on the product of Grassmannians (see the module docstring); memory
+    ``O(N n k + tile^2)``, one host sync per step.
+
+    Parameters
+    ----------
+    num, n, k
+        ``N >= 2`` subspaces of dimension ``1 <= k < n`` in ``R^n``.
+    metric
+        ``"chordal"`` (the only one implemented).
+    seed
+        Seeds the random start (drawn on the CPU, so it is the same on every device).
+        Same seed, device and ``steps`` => the same bytes.
+    device
+        ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+    time_budget, steps
+        Stop after this many seconds / steps. Default: ``steps =``
+        :func:`ebv_gen.optimize.default_steps` ``(num, n, k)`` (deterministic); with only
+        ``time_budget`` the schedule follows the clock.
+    dtype
+        Search precision: float64 when ``(N k)^2 n <= 10^7``, else float32. The reported
+        distances are always recomputed in float64.
+    restarts
+        Independent starts optimised side by side, best kept (default
+        :func:`ebv_gen.optimize.default_restarts` ``(num, n, k)``).
+    tile
+        Tile edge in rows of ``Z`` (``tile / k`` subspaces; default 2048).
+    callback
+        ``callback(step, current min distance, best min distance)`` after each step.
+    checkpoint_path, checkpoint_every, resume, should_stop
+        As for :func:`ebv_gen.generate`: periodic atomic checkpoints, resuming from one
+        (sizes, metric, seed, precision and restarts must match), and a stop flag polled once
+        per step.
+
+    Returns
+    -------
+    SubspaceResult
+        Bases (float32, CPU, ``(N, n, k)``), the float64-verified minimum distance and angle,
+        and the bound of :func:`subspace_bound`. ``k = 1`` gives the same optimum as
+        :func:`ebv_gen.generate` in lines mode (``min_distance^2 = 1 - coherence^2``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments (naming the argument), an unavailable device, or a size that does not
+        fit in memory (checked before allocating).
+
+    References
+    ----------
+    J. H. Conway, R. H. Hardin, N. J. A. Sloane, "Packing lines, planes, etc.: packings in
+    Grassmannian spaces", Experimental Mathematics 5 (1996).
+    """
+    num, n, k = _check_sizes(num, n, k)
+    metric = check_choice("metric", metric, METRICS)
+    seed, steps, time_budget, checkpoint_every, dtype = check_run_options(
+        seed=seed,
+        steps=steps,
+        time_budget=time_budget,
+        checkpoint_every=checkpoint_every,
+        dtype=dtype,
+    )
+    tile = DEFAULT_TILE if tile is None else check_int("tile", tile, minimum=1)
+    restarts = default_restarts(num, n, k) if restarts is None else restarts
+    restarts = check_int("restarts", restarts, minimum=1)
+    dev = resolve_device(device)
+    bound = subspace_bound(num, n, k)
+    if dtype is None:
+        dtype = torch.float64 if float(num * k) ** 2 * n <= _FLOAT64_WORK else torch.float32
+    check_subspace_memory(num, n, k, dev, restarts=restarts, dtype=dtype, tile=tile)
+    if steps is None and time_budget is None:
+        steps = default_steps(num, n, k)
+
+    def distance(similarity: float) -> float:
+        return math.sqrt(max(k - similarity, 0.0))
+
+    meta = {
+        "kind": "subspaces",
+        "num": num,
+        "n": n,
+        "k": k,
+        "metric": metric,
+        "seed": seed,
+        "dtype": str(dtype),
+        "restarts": restarts,
+        "steps": steps,
+        "time_budget": time_budget,
+    }
+    gen = torch.Generator().manual_seed(seed)
+    Z0 = random_start(restarts, num, n, block=k, dtype=dtype, device=dev, generator=gen)
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    state = resume_checkpoint(ckpt, meta, _RESUME_KEYS) if resume and ckpt is not None else None
+    res = minimize_coherence(
+        Z0,
+        block=k,
+        mode="lines",
+        steps=steps,
+        time_budget=time_budget,
+        tile=tile,
+        target=k - bound.value**2 + 1e-12,  # nothing beats the bound: stop when it is met
+        callback=None
+        if callback is None
+        else lambda step, cur, best: callback(step, distance(cur), distance(best)),
+        checkpoint=None if ckpt is None else checkpoint_writer(ckpt, meta, gen),
+        checkpoint_every=checkpoint_every if ckpt is not None else None,
+        state=state,
+        should_stop=should_stop,
+    )
+    bases = grassmann.orthonormalize(to_bases(res.Z, k).to("cpu", torch.float64))
+    bases = bases.to(torch.float32).contiguous()
+    quality = grassmann.subspace_coherence(bases)
+    extra: dict[str, Any] = {"restarts": restarts, "dtype": str(dtype).replace("torch.", "")}
+    if state is not None:
+        extra["resumed_from_step"] = int(state["step"])
+    if ckpt is not None and not res.interrupted and ckpt.exists():
+        ckpt.unlink()
+    return SubspaceResult(
+        bases=bases,
+        min_distance=quality.min_chordal_distance,
+        min_angle=quality.min_angle,
+        bound=float(bound.value),
+        bound_name=str(bound.name),
+        metric=metric,
+        seed=seed,
+        device=str(dev),
+        steps=res.steps,
+        seconds=res.seconds,
+        history=[(s, sec, distance(b)) for s, sec, b in res.history],
+        interrupted=res.interrupted,
+        extra=extra,
+    )
