@@ -118,6 +118,20 @@ def max_similarity(
     return out if batched else out[0]
 
 
+def _buffer(workspace: dict[str, torch.Tensor], name: str, numel: int, like: torch.Tensor):
+    """A flat buffer of at least ``numel`` elements, kept in ``workspace`` across calls."""
+    buf = workspace.get(name)
+    if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+        buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+        workspace[name] = buf
+    return buf
+
+
+def _view(buf: torch.Tensor, *shape: int) -> torch.Tensor:
+    """The first ``prod(shape)`` elements of a flat buffer, as a contiguous tensor."""
+    return buf[: math.prod(shape)].view(*shape)
+
+
 def surrogate_grad(
     Z: torch.Tensor,
     t: torch.Tensor,
@@ -126,6 +140,7 @@ def surrogate_grad(
     block: int = 1,
     mode: str = "lines",
     tile: int = DEFAULT_TILE,
+    workspace: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-sum-exp surrogate of the maximum similarity, its Euclidean gradient, and the maximum.
 
@@ -141,6 +156,9 @@ def surrogate_grad(
         ``"lines"`` (``s = ||Z_i Z_j^T||_F^2``) or ``"sphere"`` (``s = <z_i, z_j>``, ``k = 1``).
     tile
         Tile edge in rows; the Gram matrix is streamed in ``tile x tile`` pieces.
+    workspace
+        Optional dict that keeps the tile buffers between calls, so that repeated calls (the
+        optimiser's steps) allocate nothing; pass the same dict each time.
 
     Returns
     -------
@@ -149,52 +167,84 @@ def surrogate_grad(
     grad : torch.Tensor
         ``(R, N k, d)``: the Euclidean gradient of ``value`` with respect to ``Z``.
     smax : torch.Tensor
-        ``(R,)``: ``max_{i<j} s_ij`` (exact in the working precision).
+        ``(R,)``: ``max_{i<j} s_ij`` in the working precision, read off the largest exponent
+        ``x = t (s - shift)`` as ``shift + x / t``.
 
     Notes
     -----
     With ``p_ij = exp(t (s_ij - shift)) / S`` and ``S = sum_{i<j} exp(t (s_ij - shift))``, the
     gradient is ``dvalue/dZ_i = sum_j p_ij ds_ij/dZ_i`` where ``ds_ij/dZ_i = 2 G_ij Z_j`` (lines)
     or ``Z_j`` (sphere). Only tiles ``J >= I`` are computed; host sync: none.
+
+    The left factor of each tile product is pre-scaled by ``c = sqrt(t)`` (lines) or ``c = t``
+    (sphere), so the tile ``H = c G`` gives the exponents in one fused pass:
+    ``t (s - shift) = H * H - t shift`` (``addcmul``; pooled over ``k x k`` blocks for
+    ``k > 1``) or ``H - t shift``. The lines weights ``H * e`` carry the factor ``c``, divided
+    out once at the end. Tile buffers are reused across tiles (and across calls with
+    ``workspace``); the only per-tile work besides the three products is the exponent, its
+    maximum, clamp, ``exp``, sum and (lines) one product of the tile with ``e``.
     """
     R, M, d = Z.shape
     n = M // block
     tb = max(1, tile // block)
+    lines = mode == "lines"
+    ws: dict[str, torch.Tensor] = workspace if workspace is not None else {}
     grad = torch.zeros_like(Z)
     total = torch.zeros(R, dtype=Z.dtype, device=Z.device)
-    smax = torch.full((R,), -math.inf, dtype=Z.dtype, device=Z.device)
+    emax = torch.full((R,), -math.inf, dtype=Z.dtype, device=Z.device)
     floor = _EXP_FLOOR.get(Z.dtype, -80.0)
-    t3 = t.view(R, 1, 1)
-    m3 = shift.view(R, 1, 1)
+    c = t.sqrt() if lines else t
+    Zs = _view(_buffer(ws, "Zs", Z.numel(), Z), R, M, d)
+    torch.mul(Z, c.view(R, 1, 1), out=Zs)
+    neg_tm = (-(t * shift)).view(R, 1, 1)
+    side = min(n, tb)
+    hbuf = _buffer(ws, "H", R * (side * block) ** 2, Z)
+    ebuf = _buffer(ws, "E", R * side * side, Z) if lines else hbuf
+    sqbuf = _buffer(ws, "S", R * (side * block) ** 2, Z) if lines and block > 1 else hbuf
     for i0, i1 in _tile_ranges(n, tb):
-        ZI = Z[:, i0 * block : i1 * block]
-        gI = grad[:, i0 * block : i1 * block]
+        rows_i = slice(i0 * block, i1 * block)
+        ZI = Z[:, rows_i]
+        gI = grad[:, rows_i]
         for j0, j1 in _tile_ranges(n, tb):
             if j0 < i0:
                 continue
+            a, b = i1 - i0, j1 - j0
             diagonal = i0 == j0
-            ZJ = Z[:, j0 * block : j1 * block]
-            G = torch.bmm(ZI, ZJ.transpose(1, 2))
-            e = _similarities(G, block, mode, diagonal)
-            smax = torch.maximum(smax, e.amax(dim=(1, 2)))
-            e.sub_(m3).mul_(t3).clamp_(min=floor).exp_()
-            part = e.sum(dim=(1, 2))
-            total += part * 0.5 if diagonal else part
-            if mode == "lines":
-                if block == 1:
-                    A = G.mul_(e)
-                else:
-                    a, b = i1 - i0, j1 - j0
-                    A = G.view(R, a, block, b, block).mul_(e.view(R, a, 1, b, 1))
-                    A = A.view(R, a * block, b * block)
+            rows_j = slice(j0 * block, j1 * block)
+            ZJ = Z[:, rows_j]
+            H = _view(hbuf, R, a * block, b * block)
+            torch.bmm(Zs[:, rows_i], ZJ.transpose(1, 2), out=H)
+            if not lines:
+                E = H.add_(neg_tm)  # t (s - shift), in place: the weights are e alone
+            elif block == 1:
+                E = torch.addcmul(neg_tm, H, H, out=_view(ebuf, R, a, b))
             else:
-                A = e
+                sq = torch.mul(H, H, out=_view(sqbuf, R, a * block, b * block))
+                E = _view(ebuf, R, a, b)
+                torch.sum(sq.view(R, a, block, b, block), dim=(2, 4), out=E)
+                E.add_(neg_tm)
+            if diagonal:
+                E.diagonal(dim1=1, dim2=2).fill_(-math.inf)
+            emax = torch.maximum(emax, E.amax(dim=(1, 2)))
+            E.clamp_(min=floor).exp_()
+            if diagonal:
+                E.diagonal(dim1=1, dim2=2).zero_()
+            part = E.sum(dim=(1, 2))
+            total += part * 0.5 if diagonal else part
+            if not lines:
+                A = E
+            elif block == 1:
+                A = H.mul_(E)
+            else:
+                A = H.view(R, a, block, b, block).mul_(E.view(R, a, 1, b, 1))
+                A = A.view(R, a * block, b * block)
             gI.baddbmm_(A, ZJ)
             if not diagonal:
-                grad[:, j0 * block : j1 * block].baddbmm_(A.transpose(1, 2), ZI)
-    scale = (2.0 if mode == "lines" else 1.0) / total
+                grad[:, rows_j].baddbmm_(A.transpose(1, 2), ZI)
+    scale = 2.0 / (c * total) if lines else 1.0 / total
     grad.mul_(scale.view(R, 1, 1))
     value = shift + torch.log(total) / t
+    smax = shift + emax / t
     return value, grad, smax
 
 
@@ -203,6 +253,8 @@ def surrogate_grad(
 
 def project(Z: torch.Tensor, U: torch.Tensor, block: int = 1) -> torch.Tensor:
     """Project ``U`` onto the (horizontal) tangent space at ``Z``: ``U_i - (U_i Z_i^T) Z_i``."""
+    if block == 1:
+        return U - (U * Z).sum(dim=-1, keepdim=True) * Z
     R, M, d = Z.shape
     Zb = Z.view(R, M // block, block, d)
     Ub = U.view(R, M // block, block, d)
@@ -334,8 +386,8 @@ def minimize_coherence(
     mode: str = "lines",
     steps: int | None = None,
     time_budget: float | None = None,
-    lr: tuple[float, float] = (0.05, 1e-4),
-    beta: tuple[float, float] = (2.0, 2e3),
+    lr: tuple[float, float] = (0.1, 1e-3),
+    beta: tuple[float, float] = (0.5, 2e3),
     betas: tuple[float, float] = (0.9, 0.99),
     tile: int = DEFAULT_TILE,
     target: float | None = None,
@@ -539,6 +591,7 @@ def _run(
         return base_elapsed + time.perf_counter() - start
 
     last_ckpt = time.perf_counter()
+    workspace: dict[str, torch.Tensor] = {}
     b1, b2 = betas
     interrupted = False
     try:
@@ -558,13 +611,17 @@ def _run(
             lr_now = lr[0] * (lr[1] / lr[0]) ** p
             scale = torch.clamp(torch.minimum(shift - lo, hi - shift), min=1e-9)
             t = beta_now / scale
-            value, eg, smax = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+            value, eg, smax = surrogate_grad(
+                Z, t, shift, block=block, mode=mode, tile=tile, workspace=workspace
+            )
             ok = _window_ok(dtype, t, smax, shift)
             packed = torch.cat([smax, ok.to(dtype)]).cpu()  # the one host sync of the step
             smax_h = packed[:R].tolist()
             if not all(v > 0.5 for v in packed[R:].tolist()):
                 shift = smax
-                value, eg, smax = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+                value, eg, smax = surrogate_grad(
+                    Z, t, shift, block=block, mode=mode, tile=tile, workspace=workspace
+                )
             improved = [i for i in range(R) if smax_h[i] < best[i]]
             if improved:
                 if len(improved) == R:
@@ -622,7 +679,11 @@ def _run(
 
 @dataclass
 class ThresholdResult:
-    """Outcome of :func:`threshold_descent` (the published EBV generator's algorithm)."""
+    """Outcome of :func:`threshold_descent` (the published EBV generator's algorithm).
+
+    ``stalled`` is True when the run stopped because ``max |cos|`` made no progress for
+    ``patience`` steps (the threshold is out of its reach from this start).
+    """
 
     Z: torch.Tensor
     coherence: float
@@ -631,6 +692,8 @@ class ThresholdResult:
     seconds: float
     history: list[tuple[int, float, float]] = field(default_factory=list)
     interrupted: bool = False
+    stalled: bool = False
+    threshold: float = math.nan
 
 
 def threshold_descent(
@@ -641,34 +704,53 @@ def threshold_descent(
     steps: int | None = None,
     time_budget: float | None = None,
     tile: int = DEFAULT_TILE,
+    tolerance: float = 0.0,
+    patience: int | None = None,
+    min_delta: float = 1e-4,
     callback: Callable[[int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ThresholdResult:
     """Plain SGD on ``L(W) = sum_{i != j} relu(|<w_i, w_j>| - threshold)``, rows renormalised
-    after every step, until ``max |cos| <= threshold`` or the budget is spent.
+    after every step, until ``max |cos| <= threshold + tolerance`` or the budget is spent.
 
     This is the algorithm of the published EBV generator (Shen et al., CVPR 2023), implemented
-    tiled (no Gram matrix, no per-slice host sync) but otherwise faithfully: a fixed step size,
-    no momentum, a hinge with a user-supplied ``threshold``. ``W0`` is ``(N, d)`` unit rows.
-    The returned ``coherence`` is ``max |cos|`` of the returned (best) iterate, in the working
-    precision. The defaults ``threshold=0.002`` and ``lr=1e-3`` are those of the published
-    generator's script (written for ``N = d = 1000``; for ``N > d`` that threshold is below the
-    Welch bound and the run uses its whole budget).
+    tiled (no Gram matrix, no per-slice host sync) but otherwise faithfully: the loss is the
+    *sum* of the hinges over ordered pairs ``i != j`` (each unordered pair twice, so the
+    gradient of row ``i`` is ``2 sum_j sign(c_ij) [|c_ij| > threshold] w_j``), a fixed step
+    size, no momentum, no projection onto the tangent space, rows renormalised before each
+    gradient evaluation. ``W0`` is ``(N, d)`` unit rows. The returned ``coherence`` is
+    ``max |cos|`` of the returned (best) iterate, in the working precision.
+
+    The defaults ``threshold=0.002`` and ``lr=1e-3`` are those of the published script
+    (written for ``N = d = 1000``; for ``N > d`` that threshold is below the Welch bound and
+    the run uses its whole budget); the script stops at ``max |cos| <= threshold + 1e-4``
+    (``tolerance=1e-4``) after at most 100000 steps.
+
+    ``patience`` (not in the script; used by :func:`best_threshold`): stop, with
+    ``stalled=True``, once the best ``max |cos|`` has not decreased by ``min_delta`` over the
+    last ``patience`` steps. Too low a threshold makes the summed hinge push every row hard
+    and the iterate wanders or collapses instead of converging, so such a run would otherwise
+    burn its whole budget.
     """
     check_tensor("W0", W0, ndim=2)
     threshold = check_float("threshold", threshold, minimum=0.0, maximum=1.0)
     lr = check_float("lr", lr, minimum=0.0, strict_minimum=True)
+    tolerance = check_float("tolerance", tolerance, minimum=0.0)
+    min_delta = check_float("min_delta", min_delta, minimum=0.0)
+    if patience is not None:
+        patience = check_int("patience", patience, minimum=1)
     if steps is None and time_budget is None:
         raise ValueError("give steps or time_budget (or both), got neither")
     W = W0.clone()
     N = W.shape[0]
     best_W = W.clone()
     best = math.inf
+    mark, mark_step = math.inf, 0  # best value at the last real improvement (patience)
     step = 0
     history: list[tuple[int, float, float]] = []
     ranges = _tile_ranges(N, tile)
     start = time.perf_counter()
-    interrupted = False
+    interrupted = stalled = False
     try:
         while True:
             if steps is not None and step >= steps:
@@ -685,26 +767,32 @@ def threshold_descent(
                 for j0, j1 in ranges:
                     if j0 < i0:
                         continue
-                    G = WI @ W[j0:j1].T
+                    WJ = W[j0:j1]
+                    G = WI @ WJ.T
                     if i0 == j0:
                         G.fill_diagonal_(0.0)
                     a = G.abs()
                     cmax = torch.maximum(cmax, a.amax())
                     # d/dG relu(|G| - thr) = sign(G) [|G| > thr]; each unordered pair counts
                     # twice in the sum over i != j.
-                    A = torch.sign(G) * (a > threshold)
-                    grad[i0:i1] += 2.0 * (A @ W[j0:j1]) if i0 != j0 else 2.0 * (A @ WI)
+                    A = G.sign_().mul_(a > threshold)
+                    grad[i0:i1].addmm_(A, WJ, alpha=2.0)
                     if i0 != j0:
-                        grad[j0:j1] += 2.0 * (A.T @ WI)
+                        grad[j0:j1].addmm_(A.T, WI, alpha=2.0)
             c = float(cmax)  # one sync per step
             if c < best:
                 best = c
                 best_W.copy_(W)
+            if c < mark - min_delta:
+                mark, mark_step = c, step
             if step % 50 == 0:
                 history.append((step, round(time.perf_counter() - start, 4), best))
             if callback is not None:
                 callback(step, c, best)
-            if c <= threshold:
+            if c <= threshold + tolerance:
+                break
+            if patience is not None and step - mark_step >= patience:
+                stalled = True
                 break
             W = W - lr * grad
             W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True)
@@ -713,7 +801,10 @@ def threshold_descent(
         interrupted = True
     seconds = time.perf_counter() - start
     history.append((step, round(seconds, 4), best))
-    return ThresholdResult(best_W, best, best <= threshold, step, seconds, history, interrupted)
+    reached = best <= threshold + tolerance
+    return ThresholdResult(
+        best_W, best, reached, step, seconds, history, interrupted, stalled, threshold
+    )
 
 
 def best_threshold(
@@ -725,23 +816,52 @@ def best_threshold(
     rounds: int = 8,
     lr: float = 1e-3,
     tile: int = DEFAULT_TILE,
+    tolerance: float = 1e-4,
+    patience: int | None = 100,
+    min_delta: float = 1e-4,
+    trials: list[ThresholdResult] | None = None,
 ) -> tuple[float, ThresholdResult | None]:
     """Bisect on the threshold of :func:`threshold_descent`: the smallest threshold in
-    ``[low, high]`` that the algorithm reaches from ``W0`` within ``time_budget / rounds``
-    seconds per try.
+    ``[low, high]`` that the algorithm reaches from ``W0`` within a total of ``time_budget``
+    seconds.
 
-    Returns the threshold found and the run that reached it (``None`` if none did).
+    Each trial starts from ``W0`` (as the published script starts from a random draw) and
+    runs until it reaches its threshold (within ``tolerance``, the script's ``1e-4``), stalls
+    (``patience`` steps without a ``min_delta`` decrease of the best ``max |cos|``) or the
+    remaining budget is spent, so an unreachable threshold costs a few hundred steps rather
+    than a fixed slice of the budget. After a success the next trial aims just below the
+    coherence that run actually reached (often well under its threshold) when that is above
+    the current ``low``. At most ``rounds`` trials.
+
+    Returns the smallest threshold reached and its run (``None`` if none was). Every trial is
+    appended to ``trials`` when a list is given: the best ``coherence`` over all of them is the
+    fairest single figure for the published algorithm at that budget.
     """
     check_tensor("W0", W0, ndim=2)
     rounds = check_int("rounds", rounds, minimum=1)
-    per = time_budget / rounds
+    time_budget = check_float("time_budget", time_budget, minimum=0.0)
+    start = time.perf_counter()
     best: tuple[float, ThresholdResult | None] = (high, None)
     for _ in range(rounds):
+        left = time_budget - (time.perf_counter() - start)
+        if left <= 0:
+            break
         mid = 0.5 * (low + high)
-        res = threshold_descent(W0, mid, lr=lr, time_budget=per, tile=tile)
+        res = threshold_descent(
+            W0,
+            mid,
+            lr=lr,
+            time_budget=left,
+            tile=tile,
+            tolerance=tolerance,
+            patience=patience,
+            min_delta=min_delta,
+        )
+        if trials is not None:
+            trials.append(res)
         if res.reached:
-            high = mid
-            best = (mid, res)
+            high = min(mid, res.coherence)
+            best = (high, res)
         else:
             low = mid
     return best

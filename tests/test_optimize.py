@@ -68,6 +68,21 @@ def test_tiled_gradient_equals_dense_autograd(num, dim, block, mode, tile):
     torch.testing.assert_close(smax, smax_dense, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize(("block", "mode"), [(1, "lines"), (1, "sphere"), (2, "lines")])
+def test_workspace_reuse_across_calls_and_tile_sizes_gives_identical_results(block, mode):
+    g = torch.Generator().manual_seed(10)
+    Z1 = random_start(2, 9, 6, block=block, dtype=torch.float64, generator=g)
+    Z2 = random_start(2, 9, 6, block=block, dtype=torch.float64, generator=g)
+    t = torch.tensor([5.0, 30.0], dtype=torch.float64)
+    shift = torch.tensor([0.2, 0.3], dtype=torch.float64)
+    ws: dict = {}
+    for Z, tile in ((Z1, 2 * block), (Z2, 100), (Z1, 4 * block)):
+        fresh = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+        reused = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile, workspace=ws)
+        for a, b in zip(fresh, reused, strict=True):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("block", [1, 2, 3])
 def test_pooled_max_similarity_equals_frobenius_formula(block):
     g = torch.Generator().manual_seed(2)
@@ -163,13 +178,33 @@ def test_threshold_descent_tiled_matches_untiled_and_stops_at_threshold():
     assert float((G - torch.eye(10, dtype=G.dtype)).abs().max()) == pytest.approx(a.coherence)
 
 
+def test_threshold_descent_tolerance_and_patience():
+    g = torch.Generator().manual_seed(8)
+    W0 = random_start(1, 10, 5, dtype=torch.float64, generator=g)[0]
+    # 10 lines in R^5 cannot go below 1/3 (Welch): the run stalls instead of using its budget
+    res = threshold_descent(W0, 0.2, lr=0.05, steps=5000, patience=30)
+    assert res.stalled and not res.reached
+    assert res.steps < 5000
+    assert res.threshold == 0.2
+    # stopping within the tolerance, as the published script does (threshold + 1e-4)
+    strict = threshold_descent(W0, 0.6, lr=0.05, steps=500)
+    loose = threshold_descent(W0, 0.6, lr=0.05, steps=500, tolerance=0.05)
+    assert loose.reached and loose.steps <= strict.steps
+    assert loose.coherence <= 0.65
+
+
 def test_best_threshold_bisects_to_a_reachable_threshold():
     g = torch.Generator().manual_seed(9)
     W0 = random_start(1, 10, 5, dtype=torch.float64, generator=g)[0]
-    thr, run = best_threshold(W0, time_budget=2.0, low=1 / 3, high=0.9, rounds=5, lr=0.05)
+    trials = []
+    thr, run = best_threshold(
+        W0, time_budget=2.0, low=1 / 3, high=0.9, rounds=5, lr=0.05, trials=trials
+    )
     assert run is not None and run.reached
     assert 1 / 3 <= thr < 0.9
-    assert run.coherence <= thr
+    assert run.coherence <= thr + 1e-4
+    assert 1 <= len(trials) <= 5 and any(r is run for r in trials)
+    assert min(r.coherence for r in trials) <= run.coherence
 
 
 @pytest.mark.slow
