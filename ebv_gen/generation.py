@@ -13,7 +13,7 @@ import torch
 import grassmann
 from grassmann._validation import check_choice, check_float, check_int
 
-from .io import load_checkpoint, save_checkpoint
+from .io import checkpoint_writer, resume_checkpoint
 from .optimize import (
     DEFAULT_TILE,
     default_restarts,
@@ -22,6 +22,7 @@ from .optimize import (
     random_start,
     threshold_descent,
 )
+from .options import check_run_options
 from .result import EBVResult
 
 __all__ = [
@@ -97,13 +98,18 @@ def required_memory(
     return int(state + 4 * restarts * t * t * itemsize)
 
 
-def check_memory(num: int, dim: int, device: torch.device, **kwargs: Any) -> None:
-    """Raise ``ValueError`` before allocating if ``(num, dim)`` cannot fit on ``device``."""
+def check_memory(
+    num: int, dim: int, device: torch.device, *, what: str | None = None, **kwargs: Any
+) -> None:
+    """Raise ``ValueError`` before allocating if ``num`` rows of ``R^dim`` cannot be optimised on
+    ``device`` (see :func:`required_memory`; ``kwargs`` go to it). ``what`` names the request in
+    the message (default ``"num=..., dim=..."``)."""
     need = required_memory(num, dim, **kwargs)
     have = available_memory(device)
     if need > have:
+        what = what or f"num={num}, dim={dim}"
         raise ValueError(
-            f"num={num}, dim={dim} needs about {need / 2**30:.3g} GiB on {device} but only "
+            f"{what} needs about {need / 2**30:.3g} GiB on {device} but only "
             f"{have / 2**30:.3g} GiB is available; use a smaller size or another device"
         )
 
@@ -201,21 +207,17 @@ def generate(
         )
     mode = check_choice("mode", mode, ("lines", "sphere"))
     method = check_choice("method", method, METHODS)
-    seed = check_int("seed", seed, minimum=0)
-    if steps is not None:
-        steps = check_int("steps", steps, minimum=0)
-    if time_budget is not None:
-        time_budget = check_float("time_budget", time_budget, minimum=0.0)
-    if checkpoint_every is not None:
-        checkpoint_every = check_float(
-            "checkpoint_every", checkpoint_every, minimum=0.0, strict_minimum=True
-        )
+    seed, steps, time_budget, checkpoint_every, dtype = check_run_options(
+        seed=seed,
+        steps=steps,
+        time_budget=time_budget,
+        checkpoint_every=checkpoint_every,
+        dtype=dtype,
+    )
     if threshold is not None:
         threshold = check_float("threshold", threshold, minimum=0.0, maximum=1.0)
     if tile is not None:
         tile = check_int("tile", tile, minimum=1)
-    if dtype is not None and dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     dev = resolve_device(device)
     bound = grassmann.lower_bound(num, dim, mode)
 
@@ -301,22 +303,13 @@ def generate(
     state = None
     resumed_from = None
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        saved = load_checkpoint(ckpt)
-        for key in ("num", "dim", "mode", "seed", "method", "dtype", "restarts"):
-            if saved["meta"].get(key) != meta[key]:
-                raise ValueError(
-                    f"cannot resume from {str(ckpt)!r}: it was written with {key}="
-                    f"{saved['meta'].get(key)!r}, this run has {key}={meta[key]!r}"
-                )
-        state = saved["state"]
-        resumed_from = int(state["step"])
-
-    save_ckpt = None
-    if ckpt is not None:
-
-        def save_ckpt(st: dict[str, Any]) -> None:
-            save_checkpoint(ckpt, {"meta": meta, "state": st, "rng": gen.get_state()})
+    if resume and ckpt is not None:
+        state = resume_checkpoint(
+            ckpt, meta, ("num", "dim", "mode", "seed", "method", "dtype", "restarts")
+        )
+        if state is not None:
+            resumed_from = int(state["step"])
+    save_ckpt = checkpoint_writer(ckpt, meta, gen) if ckpt is not None else None
 
     # nothing can go below the bound: stop as soon as it is met (ETFs, simplices ...)
     target = _to_similarity(bound.value, mode)

@@ -31,7 +31,7 @@ import grassmann
 from grassmann._validation import check_choice, check_int
 from grassmann.bounds import Bound
 
-from .generation import _FLOAT64_WORK, available_memory, required_memory, resolve_device
+from .generation import _FLOAT64_WORK, check_memory, resolve_device
 from .io import checkpoint_writer, resume_checkpoint
 from .optimize import (
     DEFAULT_TILE,
@@ -208,13 +208,15 @@ def check_subspace_memory(
     """Raise ``ValueError`` before allocating if the search cannot fit on ``device``: the
     engine's state is ``(restarts, N k, n)`` (:func:`ebv_gen.generation.required_memory` of
     ``N k`` rows)."""
-    need = required_memory(num * k, n, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
-    have = available_memory(device)
-    if need > have:
-        raise ValueError(
-            f"num={num}, n={n}, k={k} needs about {need / 2**30:.3g} GiB on {device} but only "
-            f"{have / 2**30:.3g} GiB is available; use a smaller size or another device"
-        )
+    check_memory(
+        num * k,
+        n,
+        device,
+        what=f"num={num}, n={n}, k={k}",
+        restarts=restarts,
+        itemsize=dtype.itemsize,
+        tile=tile,
+    )
 
 
 def generate_subspaces(
