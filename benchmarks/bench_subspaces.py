@@ -8,7 +8,7 @@ literature cases with the default step count, the GCR-sized ones with ``--time-b
 prints a markdown table:
 
 * ``min d_c``: the minimum chordal distance reached (float64, on the saved float32 bases);
-* ``bound``: the upper bound of :func:`ebv_gen.subspaces.subspace_bound` and which one
+* ``bound``: the upper bound of :func:`grassmann.subspace_lower_bound` and which one
   (``orthogonal`` when ``N min(k, n - k) <= n``, else the Rankin simplex or orthoplex bound of
   Conway, Hardin and Sloane 1996); ``ratio = min d_c / bound`` (1: provably optimal);
 * ``known``: the best packing known in the literature where this script is sure of it (the

@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -351,22 +352,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_subspaces(args: argparse.Namespace) -> int:
+    import grassmann
+
     from .subspaces import (
         _check_sizes,
         check_subspace_memory,
         generate_subspaces,
-        subspace_bound,
     )
 
     out, ckpt, device = _open_output(args)
     try:
         _check_sizes(args.num, args.n, args.k)
     except ValueError as exc:
-        raise CLIError(str(exc).replace("num", "NUM", 1)) from None
+        # the Python names num, n, k are the positional NUM, N, K on the command line
+        raise CLIError(re.sub(r"\b(num|n|k)\b", lambda m: m.group(1).upper(), str(exc))) from None
     check_subspace_memory(args.num, args.n, args.k, device)
     run = functools.partial(generate_subspaces, args.num, args.n, args.k, metric=args.metric)
     total = _default_total(args, args.num, args.n, args.k)
-    bound = subspace_bound(args.num, args.n, args.k).value
+    bound = grassmann.subspace_lower_bound(args.num, args.n, args.k).value
     return _run_and_save(
         args, out, ckpt, device, run, total=total, bound=bound, label="min distance"
     )
@@ -457,8 +460,6 @@ def _verify_subspaces(path: str, array, grassmann, check_sidecar) -> dict[str, A
 
     from grassmann.npyio import InvalidContentError, validate_bases
 
-    from .subspaces import subspace_bound
-
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     validate_bases(tensor, name=f"bases in {path!r}")
     side = check_sidecar(path, tensor)
@@ -474,7 +475,7 @@ def _verify_subspaces(path: str, array, grassmann, check_sidecar) -> dict[str, A
             quality = grassmann.subspace_coherence(tensor)
         except ValueError as exc:
             raise InvalidContentError(f"bases in {path!r}: {exc}") from None
-        bound = subspace_bound(num, n, k)
+        bound = grassmann.subspace_lower_bound(num, n, k)
         out.update(min_distance=quality.min_chordal_distance, min_angle=quality.min_angle)
         out.update(bound=bound.value, bound_name=bound.name)
         out["gap"] = bound.value - quality.min_chordal_distance

@@ -238,6 +238,17 @@ def generate(
             **kw,
         )
 
+    if restarts is None:
+        restarts = default_restarts(num, dim) if method != "threshold" else 1
+    restarts = check_int("restarts", restarts, minimum=1)
+    if method == "threshold":
+        restarts = 1
+    if dtype is None:
+        dtype = torch.float64 if float(num) * num * dim <= _FLOAT64_WORK else torch.float32
+    tile = tile or DEFAULT_TILE
+    # before anything is allocated, closed forms included (they build float64 frames)
+    check_memory(num, dim, dev, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
+
     if method in ("auto", "closed-form"):
         frame = grassmann.known_optimal(num, dim, mode)
         if frame is not None:
@@ -247,15 +258,6 @@ def generate(
                 f"method='closed-form' but no closed-form optimal frame is known for num={num}, "
                 f"dim={dim}, mode={mode!r}; use method='auto' or 'lse'"
             )
-    if restarts is None:
-        restarts = default_restarts(num, dim) if method != "threshold" else 1
-    restarts = check_int("restarts", restarts, minimum=1)
-    if method == "threshold":
-        restarts = 1
-    if dtype is None:
-        dtype = torch.float64 if float(num) * num * dim <= _FLOAT64_WORK else torch.float32
-    tile = tile or DEFAULT_TILE
-    check_memory(num, dim, dev, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
     if steps is None and time_budget is None:
         steps = default_steps(num, dim)
 

@@ -66,6 +66,9 @@ _EXP_FLOOR = {torch.float32: -80.0, torch.float64: -700.0}
 #: Below this many flops per step (``R (N k)^2 d``) a CPU run uses one thread.
 _SMALL_WORK = 2e7
 
+#: The published EBV script stops once ``max |cos| <= threshold + 1e-4``.
+PUBLISHED_TOLERANCE = 1e-4
+
 #: Default tile edge (rows of ``Z``); the working memory is a few ``R * tile^2`` buffers.
 DEFAULT_TILE = 2048
 
@@ -704,7 +707,7 @@ def threshold_descent(
     steps: int | None = None,
     time_budget: float | None = None,
     tile: int = DEFAULT_TILE,
-    tolerance: float = 0.0,
+    tolerance: float = PUBLISHED_TOLERANCE,
     patience: int | None = None,
     min_delta: float = 1e-4,
     callback: Callable[[int, float, float], None] | None = None,
@@ -816,7 +819,7 @@ def best_threshold(
     rounds: int = 8,
     lr: float = 1e-3,
     tile: int = DEFAULT_TILE,
-    tolerance: float = 1e-4,
+    tolerance: float = PUBLISHED_TOLERANCE,
     patience: int | None = 100,
     min_delta: float = 1e-4,
     trials: list[ThresholdResult] | None = None,

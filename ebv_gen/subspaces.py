@@ -29,7 +29,6 @@ import torch
 
 import grassmann
 from grassmann._validation import check_choice, check_int
-from grassmann.bounds import Bound
 
 from .generation import _FLOAT64_WORK, check_memory, resolve_device
 from .io import checkpoint_writer, resume_checkpoint
@@ -49,7 +48,6 @@ __all__ = [
     "check_subspace_memory",
     "generate_subspaces",
     "random_min_distance",
-    "subspace_bound",
     "to_bases",
 ]
 
@@ -58,26 +56,6 @@ METRICS = ("chordal",)
 
 #: Checkpoint ``meta`` keys that must agree for ``resume=True``.
 _RESUME_KEYS = ("kind", "num", "n", "k", "metric", "seed", "dtype", "restarts")
-
-
-def subspace_bound(num: int, n: int, k: int) -> Bound:
-    r"""The strongest upper bound on the minimum chordal distance of ``num`` points of
-    ``Gr(n, k)`` that we know of.
-
-    With ``m = min(k, n - k)`` every pair has ``d_c^2 <= m`` (at least ``2k - n`` principal
-    angles vanish). When ``N m <= n`` that bound is attained by mutually orthogonal subspaces
-    (or subspaces with mutually orthogonal complements when ``k > n / 2``): ``value = sqrt(m)``,
-    name ``"orthogonal"``. Otherwise it is weaker than the Rankin bound and
-    :func:`grassmann.subspace_lower_bound` is returned (simplex for ``N <= n (n + 1) / 2``,
-    orthoplex above).
-    """
-    num = check_int("num", num, minimum=2)
-    n = check_int("n", n, minimum=2)
-    k = check_int("k", k, minimum=1, maximum=n - 1)
-    m = min(k, n - k)
-    if num * m <= n:
-        return Bound(math.sqrt(m), "orthogonal", True, "N min(k, n - k) <= n orthogonal subspaces")
-    return grassmann.subspace_lower_bound(num, n, k)
 
 
 def to_bases(Z: torch.Tensor, k: int) -> torch.Tensor:
@@ -109,7 +87,7 @@ class SubspaceResult(RunRecord):
     min_angle
         The smallest principal angle over all pairs (radians), computed the same way.
     bound, bound_name
-        The upper bound on ``min_distance`` of :func:`subspace_bound` and its name
+        The upper bound on ``min_distance`` of :func:`grassmann.subspace_lower_bound` and its name
         (``"orthogonal"``, ``"rankin_simplex"`` or ``"rankin_orthoplex"``).
     metric
         ``"chordal"``.
@@ -278,7 +256,7 @@ def generate_subspaces(
     -------
     SubspaceResult
         Bases (float32, CPU, ``(N, n, k)``), the float64-verified minimum distance and angle,
-        and the bound of :func:`subspace_bound`. ``k = 1`` gives the same optimum as
+        and the bound of :func:`grassmann.subspace_lower_bound`. ``k = 1`` gives the same optimum as
         :func:`ebv_gen.generate` in lines mode (``min_distance^2 = 1 - coherence^2``).
 
     Raises
@@ -305,7 +283,7 @@ def generate_subspaces(
     restarts = default_restarts(num, n, k) if restarts is None else restarts
     restarts = check_int("restarts", restarts, minimum=1)
     dev = resolve_device(device)
-    bound = subspace_bound(num, n, k)
+    bound = grassmann.subspace_lower_bound(num, n, k)
     if dtype is None:
         dtype = torch.float64 if float(num * k) ** 2 * n <= _FLOAT64_WORK else torch.float32
     check_subspace_memory(num, n, k, dev, restarts=restarts, dtype=dtype, tile=tile)

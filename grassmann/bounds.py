@@ -273,7 +273,8 @@ def sphere_levenstein(num: int, dim: int) -> Bound:
     with ``G_k`` the Gegenbauer polynomials of ``S^{n-1}`` normalised by ``G_k(1) = 1``. The
     bound returned is ``s* = L^{-1}(N)``: every ``N`` unit vectors in ``R^n`` have a pair with
     inner product ``>= s*``. Valid for ``num >= 2`` and ``dim >= 2``; sharp configurations
-    (regular polygons, the icosahedron, the 600-cell, the E8 roots, ...) attain it
+    (regular polygons, the icosahedron, the E8 roots, the Leech lattice's minimal vectors ...)
+    attain it; the 600-cell does not (0.80726 < (1 + sqrt 5) / 4)
     (Cohn & Kumar 2007).
     """
     num, dim = _sizes(num, dim)
@@ -361,16 +362,42 @@ def rankin_orthoplex(num: int, n: int, k: int) -> Bound:
 
 
 def subspace_lower_bound(num: int, n: int, k: int) -> Bound:
-    """The strongest valid Rankin bound for ``num`` subspaces of ``Gr(n, k)``.
+    r"""The strongest known upper bound on the minimum chordal distance of ``num`` points of
+    ``Gr(n, k)``.
 
     Despite the name (it pairs with :func:`lower_bound`), ``value`` is an *upper* bound on the
-    minimum chordal distance ``d_c`` of any packing: the simplex bound up to
-    ``N = n (n + 1) / 2``, the orthoplex bound above it.
+    minimum chordal distance ``d_c`` of any packing. Candidates, smallest valid one wins:
+
+    * ``"orthogonal"``: with ``m = min(k, n - k)`` every pair has ``d_c^2 <= m`` (at least
+      ``2k - n`` principal angles vanish); when ``N m <= n`` mutually orthogonal subspaces (or
+      subspaces with mutually orthogonal complements) attain it.
+    * ``"lines:<name>"`` for ``k = 1`` or ``k = n - 1``: a line packing with coherence ``mu`` has
+      ``d_c^2 = 1 - mu^2`` (and complements keep chordal distances), so the lines bound of
+      :func:`lower_bound` gives ``d_c <= sqrt(1 - mu_bound^2)``; it is never weaker than Rankin's.
+    * :func:`rankin_simplex` (all ``N``) and :func:`rankin_orthoplex` (``N > n (n + 1) / 2``)
+      (Conway, Hardin & Sloane 1996).
     """
     num, n, k = _subspace_sizes(num, n, k)
+    m = min(k, n - k)
+    if num * m <= n:
+        return Bound(math.sqrt(m), "orthogonal", True, "N min(k, n - k) <= n orthogonal subspaces")
+    cands = [rankin_simplex(num, n, k)]
     if num > n * (n + 1) // 2:
-        return rankin_orthoplex(num, n, k)
-    return rankin_simplex(num, n, k)
+        cands.append(rankin_orthoplex(num, n, k))
+    if m == 1:
+        lines = lower_bound(num, n, "lines")
+        cands.append(
+            Bound(
+                math.sqrt(max(0.0, 1.0 - lines.value**2)),
+                f"lines:{lines.name}",
+                lines.attainable,
+                f"d_c^2 = 1 - mu^2 with the {lines.name} bound on mu",
+            )
+        )
+    best = min(cands, key=lambda b: b.value)
+    if best.value > math.sqrt(m):
+        return Bound(math.sqrt(m), "orthogonal", None, "d_c^2 <= min(k, n - k)")
+    return best
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -104,13 +105,20 @@ def load_array(
                 raise UnusableFileError(
                     f"{name}: {str(path)!r} is not a readable .npy file (no .npy header)"
                 )
+            shape, dtype = _read_header(fh, path, name)
+            _check_kind(dtype, shape, path, name, ndim)
+            data_bytes = math.prod(shape) * dtype.itemsize
+            actual = os.fstat(fh.fileno()).st_size - fh.tell()
+            if actual != data_bytes:
+                raise UnusableFileError(
+                    f"{name}: {str(path)!r} is truncated or corrupt: its header promises shape "
+                    f"{shape} ({data_bytes} bytes of {dtype}) but {actual} bytes follow"
+                )
+            fh.seek(0)
             array = np.load(fh, allow_pickle=False)
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise UnusableFileError(
-                f"{name}: {str(path)!r} holds pickled (object) data, which is never loaded; "
-                "expected a plain float array"
-            ) from None
+        if isinstance(exc, UnusableFileError):
+            raise
         raise UnusableFileError(
             f"{name}: {str(path)!r} is not a readable .npy file (truncated or corrupt: {exc})"
         ) from None
@@ -118,19 +126,47 @@ def load_array(
         raise UnusableFileError(
             f"{name}: cannot read {str(path)!r} as a .npy file ({exc})"
         ) from None
-    if array.dtype.kind not in _FLOAT_KINDS:
+    if not array.dtype.isnative:  # e.g. big-endian '>f4' written on another machine
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _read_header(fh, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, without reading (or allocating) the data."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise UnusableFileError(f"{name}: {str(path)!r} has unknown .npy version {version}")
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
+def _check_kind(
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    path: Path,
+    name: str,
+    ndim: int | tuple[int, ...] | None,
+) -> None:
+    if dtype.hasobject:
         raise UnusableFileError(
-            f"{name}: {str(path)!r} has dtype {array.dtype}, expected float16, float32 or float64"
+            f"{name}: {str(path)!r} holds pickled (object) data, which is never loaded; "
+            "expected a plain float array"
+        )
+    if dtype.kind not in _FLOAT_KINDS:
+        raise UnusableFileError(
+            f"{name}: {str(path)!r} has dtype {dtype}, expected float16, float32 or float64"
         )
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if array.ndim not in allowed:
+        if len(shape) not in allowed:
             want = " or ".join(f"{n}-D" for n in allowed)
             raise UnusableFileError(
-                f"{name}: {str(path)!r} holds a {array.ndim}-D array of shape {array.shape}, "
+                f"{name}: {str(path)!r} holds a {len(shape)}-D array of shape {shape}, "
                 f"expected {want}"
             )
-    return array
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:

@@ -105,6 +105,29 @@ def test_subspace_bounds_hand_values():
     assert 1 - dc**2 == pytest.approx(bounds.welch(6, 3).value ** 2, abs=1e-15)
 
 
+def test_subspace_bound_for_lines_uses_the_lines_bound():
+    # review finding: Rankin alone is weaker than Levenstein / planar for k = 1
+    for num, n in [(10, 3), (120, 8), (5, 2), (40, 5)]:
+        mu = lower_bound(num, n, "lines")
+        got = subspace_lower_bound(num, n, 1)
+        assert got.value == pytest.approx(math.sqrt(1 - mu.value**2), abs=1e-15)
+        assert got.name == f"lines:{mu.name}"
+        assert got.value <= bounds.rankin_simplex(num, n, 1).value + 1e-15
+    # complements keep chordal distances: Gr(n, n - 1) has the bound of Gr(n, 1)
+    assert subspace_lower_bound(10, 3, 2).value == subspace_lower_bound(10, 3, 1).value
+
+
+def test_subspace_bound_never_exceeds_the_largest_possible_distance():
+    # d_c^2 <= min(k, n - k); two lines in R^3 are at most orthogonal
+    assert subspace_lower_bound(2, 3, 1) == subspace_lower_bound(2, 3, 1)
+    assert subspace_lower_bound(2, 3, 1).value == pytest.approx(1.0, abs=1e-15)
+    assert subspace_lower_bound(2, 3, 1).name == "orthogonal"
+    for num in range(2, 30):
+        for n in range(2, 7):
+            for k in range(1, n):
+                assert subspace_lower_bound(num, n, k).value <= math.sqrt(min(k, n - k)) + 1e-15
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -199,8 +199,9 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_coherence_memory_stays_far_below_the_gram_matrix():
-    n, d = 50_000, 64
+def test_coherence_of_200k_by_64_float32_stays_within_1gb():
+    # the size issue 3 names: the N x N float32 Gram matrix would be 160 GB
+    n, d = 200_000, 64
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_SCRIPT, str(n), str(d)],
         capture_output=True,
@@ -210,8 +211,7 @@ def test_coherence_memory_stays_far_below_the_gram_matrix():
     ).stdout.split()
     mu, extra = float(out[0]), float(out[1])
     assert 0.0 < mu < 1.0
-    gram_bytes = n * n * 4  # 10 GB in float32
-    assert extra < 1e9 and extra < gram_bytes / 20
+    assert extra < 1e9
 
 
 @pytest.mark.parametrize("chunk", [257, 300, 1000])

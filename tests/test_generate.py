@@ -191,3 +191,12 @@ def test_cuda_run_is_valid_and_deterministic():
 
 def test_result_type():
     assert isinstance(generate(3, 3), EBVResult)
+
+
+def test_memory_is_checked_before_a_closed_form_is_built(monkeypatch):
+    # review finding: generate(2000, 2000) used to build the orthonormal frame first
+    from ebv_gen import generation
+
+    monkeypatch.setattr(generation, "available_memory", lambda device: 1 << 20)
+    with pytest.raises(ValueError, match=r"num=2000, dim=2000 needs about .* GiB on cpu"):
+        ebv_gen.generate(2000, 2000)

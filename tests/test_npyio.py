@@ -75,7 +75,7 @@ def test_sha256_file_matches_hashlib(tmp_path):
         (lambda p: p.write_bytes(b"this is not numpy"), "not a readable .npy"),
         (
             lambda p: p.write_bytes(_npy_bytes(unit_rows(50, 8))[:-37]),
-            "not a readable .npy",
+            "truncated or corrupt: its header promises shape",
         ),
         (lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "pickled"),
         (lambda p: np.save(p, np.ones((3, 2), dtype=np.int64)), "dtype int64"),
@@ -170,3 +170,32 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+def test_header_promising_a_huge_array_is_unusable_without_allocating(tmp_path):
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 10**5)}
+        )
+        fh.write(b"\0" * 64)
+    with pytest.raises(UnusableFileError, match=r"header promises shape \(1000000000, 100000\)"):
+        npyio.load_vectors(path)
+
+
+def test_trailing_bytes_after_the_data_are_unusable(tmp_path):
+    path = tmp_path / "long.npy"
+    path.write_bytes(_npy_bytes(unit_rows(4, 3)) + b"junk")
+    with pytest.raises(UnusableFileError, match="but 52 bytes follow"):
+        npyio.load_vectors(path)
+
+
+def test_big_endian_files_load_as_native_floats(tmp_path):
+    w = unit_rows(6, 4).astype(">f4")
+    path = tmp_path / "be.npy"
+    np.save(path, w)
+    got = npyio.load_vectors(path)
+    np.testing.assert_array_equal(got.numpy(), w.astype("<f4"))
+    q, _ = np.linalg.qr(np.random.default_rng(2).standard_normal((3, 5, 2)))
+    np.save(path, q.astype(">f8"))
+    np.testing.assert_allclose(npyio.load_bases(path).numpy(), q, atol=1e-7)

@@ -14,7 +14,7 @@ import grassmann
 from ebv_gen import SubspaceResult, generate, generate_subspaces
 from ebv_gen.cli import main
 from ebv_gen.io import sidecar_path
-from ebv_gen.subspaces import random_min_distance, subspace_bound, to_bases
+from ebv_gen.subspaces import random_min_distance, to_bases
 from grassmann import GrassmannHead
 from grassmann.npyio import load_bases, validate_bases
 
@@ -68,7 +68,7 @@ def test_orthogonal_bound_when_the_subspaces_fit_side_by_side():
     res = generate_subspaces(3, 6, 4)
     assert res.bound_name == "orthogonal" and res.min_distance == pytest.approx(math.sqrt(2), 1e-6)
     assert res.min_angle < 1e-3
-    bound = subspace_bound(5, 6, 4)
+    bound = grassmann.subspace_lower_bound(5, 6, 4)
     assert bound.name == "rankin_simplex" and bound == grassmann.subspace_lower_bound(5, 6, 4)
 
 
