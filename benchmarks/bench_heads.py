@@ -31,10 +31,20 @@ from torch import nn
 
 from grassmann.heads import GrassmannHead
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing: Windows)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
 
 
 def median_times(
@@ -43,24 +53,37 @@ def median_times(
     warmup: int,
     repeats: int,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, float]:
-    """Median time of each ``fn()`` in seconds, after ``warmup`` untimed rounds.
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median time (seconds) and median minor page faults of each ``fn()``, after warm-up.
 
-    The functions run round-robin (one call of each per round), so that a machine whose speed
-    drifts (other jobs, frequency scaling) affects all of them alike.
+    Each round runs every function twice in a row and times only the second call, so that a
+    timed call always follows a call of the same function (its caches, its allocator state)
+    whatever the order of the functions; the rounds interleave the functions, and each round
+    starts one function later than the previous one, so that a machine whose speed drifts
+    (other jobs, frequency scaling) affects all of them alike. The page faults show where
+    fresh memory is taken from the operating system (the C allocator returns freed blocks of
+    this size to it, and every 4 KiB page of the next one faults on first touch).
     """
+    names = list(fns)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    times: dict[str, list[float]] = {name: [] for name in names}
+    faults: dict[str, list[int]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = fns[name]
+            fn()
             _sync(device)
-            t0 = clock()
+            f0, t0 = _minor_faults(), clock()
             fn()
             _sync(device)
             times[name].append(clock() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            faults[name].append(_minor_faults() - f0)
+    return (
+        {name: statistics.median(ts) for name, ts in times.items()},
+        {name: statistics.median(fs) for name, fs in faults.items()},
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     point = head.subspaces.detach().clone()
     grad = torch.randn_like(point) * 1e-2
     rgrad = manifold.egrad2rgrad(point, grad)
+    step_u = -0.1 * rgrad
 
     def no_grad(fn):
         def run():
@@ -128,15 +152,15 @@ def main(argv: list[str] | None = None) -> None:
         return run
 
     clock = time.process_time if args.clock == "process" else time.perf_counter
-    t = median_times(
+    t, faults = median_times(
         {
             "lin": step(linear, opt_lin, y_lin),
             "gcr": step(head, opt_gcr, y_gcr),
             "lin_fb": fwd_bwd(linear, y_lin),
             "gcr_fb": fwd_bwd(head, y_gcr),
             "rgrad": no_grad(lambda: manifold.egrad2rgrad(point, grad)),
-            "retr": no_grad(lambda: manifold.retr(point, -0.1 * rgrad)),
-            "retr_transp": no_grad(lambda: manifold.retr_transp(point, -0.1 * rgrad, rgrad)),
+            "retr": no_grad(lambda: manifold.retr(point, step_u)),
+            "retr_transp": no_grad(lambda: manifold.retr_transp(point, step_u, rgrad)),
             "flat": no_grad(lambda: point.permute(1, 0, 2).reshape(n, c * k)),
         },
         device,
@@ -165,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| optimiser step (difference) | {(t_lin - t_lin_fb) * ms:.2f} "
         f"| {(t_gcr - t_gcr_fb) * ms:.2f} | - |"
     )
+    print(f"| minor page faults per step | {faults['lin']:.0f} | {faults['gcr']:.0f} | - |")
     print(f"| GCR: layout copy (C, n, k) -> (n, C k) | - | {t_flat * ms:.2f} | - |")
     print(f"| GCR: manifold.egrad2rgrad | - | {t_rgrad * ms:.2f} | - |")
     print(f"| GCR: manifold.retr | - | {t_retr * ms:.2f} | - |")

@@ -333,8 +333,10 @@ class GrassmannHead(nn.Module):
         Seed of ``init="random"``; ``None`` uses torch's global generator.
     retraction
         Retraction of the :class:`grassmann.Grassmann` manifold the optimisers step with:
-        ``"qr"`` (default, CholeskyQR2 of ``S + U``), ``"polar"`` or ``"expmap"`` (the exact
-        geodesic step of the GCR paper). All return orthonormal bases after every step.
+        ``"qr"`` (default: the Q factor of ``S + U`` by one Cholesky-QR pass, with a second
+        pass only for the classes whose condition estimate asks for it), ``"polar"`` or
+        ``"expmap"`` (the exact geodesic step of the GCR paper). All return orthonormal bases
+        after every step.
     device, dtype
         Where and in which floating dtype to store the subspaces. Each basis is stored
         column-major (strides ``(n k, 1, n)``) so that the forward pass needs no copy.

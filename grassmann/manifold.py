@@ -48,9 +48,21 @@ GRASSMANN_RETRACTIONS = ("qr", "polar", "expmap")
 # ----------------------------------------------------------------------------------------------
 
 
-def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``c + alpha * (a @ b)``, fused into one ``baddbmm`` / ``addmm`` where the shapes allow."""
+def _addmm(
+    c: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    alpha: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``c + alpha * (a @ b)``, fused into one ``baddbmm`` / ``addmm`` where the shapes allow.
+
+    ``out``: a spare contiguous tensor of the result's shape and dtype to write a ``baddbmm``
+    into (it saves an allocation), or ``None``.
+    """
     if c.ndim == a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] == c.shape[0]:
+        if out is not None and out.shape == c.shape and out.dtype == c.dtype:
+            return torch.baddbmm(c, a, b, alpha=alpha, out=out)
         return torch.baddbmm(c, a, b, alpha=alpha)
     if c.ndim == a.ndim == b.ndim == 2:
         return torch.addmm(c, a, b, alpha=alpha)
@@ -64,9 +76,9 @@ def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> t
 # column-major bases of :class:`grassmann.heads.GrassmannHead`, whose ``X^T`` is contiguous).
 
 
-def _proj_t(xt: torch.Tensor, ut: torch.Tensor) -> torch.Tensor:
+def _proj_t(xt: torch.Tensor, ut: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     r""":math:`(U - X X^\top U)^\top = U^\top - (U^\top X) X^\top` from ``xt``, ``ut``."""
-    return _addmm(ut, ut @ xt.mT, xt, -1.0)
+    return _addmm(ut, ut @ xt.mT, xt, -1.0, out)
 
 
 def _proju(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -75,7 +87,7 @@ def _proju(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 # Single-pass orthonormalisation loses about eps * cond(Y^T Y) of orthonormality (Yamamoto et al.
-# 2015); above this bound on the condition number a second pass is made (see _orth_rows).
+# 2015); above this bound on the condition number a second pass is made (see _retr_t).
 _COND_SECOND_PASS = 8.0
 
 
@@ -84,70 +96,94 @@ def _norm1(a: torch.Tensor) -> torch.Tensor:
     return a.abs().sum(dim=-2).amax(dim=-1)
 
 
-def _gram_factor(yt: torch.Tensor, polar: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(M, rho)`` with :math:`M Y^\top` orthonormal rows, ``rho >= cond(Y^T Y)`` (estimate).
+def _solve_in_place(yt: torch.Tensor, chol: torch.Tensor) -> bool:
+    """Whether :func:`_orth_pass` should overwrite ``yt`` by a triangular solve.
 
-    ``G = Y^T Y`` (one bmm). QR: :math:`M = L^{-1}` for the Cholesky factor :math:`G = L L^\top`
-    (so :math:`Q = Y L^{-\top} = Y R^{-1}`, the Q of the QR factorisation with positive
-    :math:`\operatorname{diag} R`); ``rho`` = :math:`\|G\|_1 \|G^{-1}\|_1` with
-    :math:`G^{-1} = L^{-\top} L^{-1}`, an upper bound on the 2-norm condition number of the
-    symmetric ``G`` (and at most ``k`` times it). Polar:
-    :math:`M = G^{-1/2}` (``eigh``), ``rho`` the exact eigenvalue ratio. The ``k x k`` work is
-    done in float32 at least (torch.linalg has no half-precision kernels).
+    On the CPU the batched solve costs what a bmm costs and needs no output allocation, but
+    torch runs it on one thread (a loop of LAPACK calls), whereas a bmm uses all of them: so
+    the solve is used with one thread, the bmm (into a fresh tensor) with more.
+    """
+    return (
+        yt.device.type == "cpu"
+        and torch.get_num_threads() == 1
+        and yt.dtype == chol.dtype
+        and yt.is_contiguous()
+    )
+
+
+def _orth_pass(yt: torch.Tensor, polar: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""One Cholesky-QR (or polar) pass: ``(Q^T, rho)``, ``rho >= cond(Y^T Y)`` (an estimate).
+
+    ``G = Y^T Y`` (one bmm). QR: :math:`Q^\top = L^{-1} Y^\top` for the Cholesky factor
+    :math:`G = L L^\top` (:math:`Q = Y L^{-\top} = Y R^{-1}`, the Q of the QR factorisation
+    with positive :math:`\operatorname{diag} R`): a bmm, or a triangular solve that overwrites
+    ``yt`` (a temporary of the caller; see :func:`_solve_in_place`); ``rho`` =
+    :math:`\|G\|_1 \|G^{-1}\|_1` with :math:`G^{-1} = L^{-\top} L^{-1}`, an upper bound on the
+    2-norm condition number of the symmetric ``G`` (and at most ``k`` times it). Polar:
+    :math:`Q^\top = G^{-1/2} Y^\top` (``eigh``), ``rho`` the exact eigenvalue ratio (infinite
+    for a singular ``G``). The ``k x k`` work is done in float32 at least (torch.linalg has no
+    half-precision kernels).
     """
     gram = _as_linalg_dtype(yt @ yt.mT)
     if polar:
         lam, vecs = torch.linalg.eigh(gram)
-        lam = lam.clamp_min(torch.finfo(lam.dtype).tiny)
-        m = _sym_funcm(lam, vecs, torch.rsqrt)
-        rho = lam[..., -1] / lam[..., 0]
-    else:
-        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-        chol = torch.linalg.cholesky_ex(gram)[0]
-        m = torch.linalg.solve_triangular(chol, eye, upper=False)
-        # 1-norm condition number, an upper bound on the 2-norm one for symmetric G
-        rho = _norm1(gram) * _norm1(m.mT @ m)
-    return m.to(yt.dtype), rho
+        rho = torch.where(lam[..., 0] > 0, lam[..., -1] / lam[..., 0], torch.inf)
+        m = _sym_funcm(lam.clamp_min(torch.finfo(lam.dtype).tiny), vecs, torch.rsqrt)
+        return m.to(yt.dtype) @ yt, rho
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    chol = torch.linalg.cholesky_ex(gram)[0]
+    m = torch.linalg.solve_triangular(chol, eye, upper=False)
+    # 1-norm condition number, an upper bound on the 2-norm one for symmetric G
+    rho = _norm1(gram) * _norm1(m.mT @ m)
+    if _solve_in_place(yt, chol):
+        return torch.linalg.solve_triangular(chol, yt, upper=False, out=yt), rho
+    return m.to(yt.dtype) @ yt, rho
 
 
-def _orth_rows(yt: torch.Tensor, polar: bool) -> torch.Tensor:
-    r"""Orthonormalise the rows of ``yt`` (:math:`Y^\top`, with :math:`Y^\top Y \succeq I`).
+def _retr_t(
+    xt: torch.Tensor, ut: torch.Tensor, polar: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Transposed QR / polar retraction :math:`\operatorname{qf}(X + U)` of ``u`` as given.
 
-    One CholeskyQR (or polar) pass, :math:`Q^\top = M Y^\top`, costs one bmm for the Gram
-    matrix and one for the product. It is exact to about :math:`\varepsilon \operatorname{cond}
-    (Y^\top Y)` (a few ulps for moderate steps); where the estimated condition number exceeds
-    ``_COND_SECOND_PASS`` (a large, anisotropic step) a second pass restores full accuracy. On
-    the CPU the second pass runs only on those batch entries (reading the estimate is free);
-    on other devices it runs on the whole batch, branch-free, to avoid a host sync.
+    Returns ``(Q^T, spare)``: ``spare`` is the temporary :math:`Y^\top` where the result did not
+    overwrite it (a contiguous tensor of the broadcast shape that the caller may write into),
+    else ``None``.
+
+    :math:`Y^\top = X^\top + U^\top` (one elementwise pass into a fresh contiguous tensor),
+    then one Cholesky-QR (or polar) pass (:func:`_orth_pass`). It is exact to about
+    :math:`\varepsilon \operatorname{cond}(Y^\top Y)`, a few ulps for moderate steps (for a
+    horizontal ``U`` the Gram matrix is :math:`I + U^\top U \succeq I`); where the estimated
+    condition number exceeds ``_COND_SECOND_PASS`` (a large, anisotropic step) a second pass
+    restores full accuracy. Where :math:`X + U` is numerically rank-deficient (condition
+    estimate not below :math:`1/\varepsilon`, which needs a non-horizontal ``U`` or a huge
+    step) the retraction is recomputed from the horizontal part :math:`U - X X^\top U` (Gram
+    matrix :math:`\succeq I`, never singular). On the CPU both repairs run only on the batch
+    entries that need them (reading the estimate is free); on other devices the second pass
+    runs on the whole batch, branch-free, to avoid a host sync, and there is no rank repair.
     """
-    m, rho = _gram_factor(yt, polar)
-    qt = m @ yt
-    if qt.device.type == "cpu":
-        need = rho > _COND_SECOND_PASS
-        if bool(need.all()):
-            qt = _gram_factor(qt, polar)[0] @ qt
-        elif bool(need.any()):
-            k, n = qt.shape[-2:]
-            flat = qt.reshape(-1, k, n)
-            idx = need.expand(qt.shape[:-2]).reshape(-1).nonzero().squeeze(-1)
-            sub = flat[idx]
-            flat[idx] = _gram_factor(sub, polar)[0] @ sub
-            qt = flat.reshape(qt.shape)
-    else:
-        qt = _gram_factor(qt, polar)[0] @ qt
-    return qt
-
-
-def _retr_t(xt: torch.Tensor, ut: torch.Tensor, polar: bool) -> torch.Tensor:
-    r"""Transposed QR / polar retraction of the horizontal part of ``U``.
-
-    :math:`Y = X + (U - X X^\top U) = X (I - X^\top U) + U`, i.e.
-    :math:`Y^\top = (I - U^\top X) X^\top + U^\top`: the projection and the sum are one bmm and
-    one fused ``baddbmm``; then :func:`_orth_rows`.
-    """
-    eye = torch.eye(xt.shape[-2], dtype=xt.dtype, device=xt.device)
-    yt = _addmm(ut, eye - ut @ xt.mT, xt, 1.0)
-    return _orth_rows(yt, polar)
+    shape = torch.broadcast_shapes(xt.shape, ut.shape)
+    yt = torch.add(xt, ut, out=torch.empty(shape, dtype=xt.dtype, device=xt.device))
+    qt, rho = _orth_pass(yt, polar)
+    spare = None if qt is yt else yt
+    if qt.device.type != "cpu":
+        return _orth_pass(qt, polar)[0], spare
+    need = ~(rho <= _COND_SECOND_PASS)  # NaN (a failed factorisation) included
+    if not bool(need.any()):
+        return qt, spare
+    k, n = shape[-2:]
+    need = need.expand(shape[:-2]).reshape(-1)
+    flat = qt.view(-1, k, n)
+    failed = ~(rho < 1.0 / torch.finfo(rho.dtype).eps)
+    if bool(failed.any()):
+        idx = failed.expand(shape[:-2]).reshape(-1).nonzero().squeeze(-1)
+        sub_x = xt.expand(shape).reshape(-1, k, n)[idx]
+        sub_u = ut.expand(shape).reshape(-1, k, n)[idx]
+        flat[idx] = _orth_pass(_proj_t(sub_x, sub_u).add_(sub_x), polar)[0]
+    if bool(need.all()):
+        return _orth_pass(qt, polar)[0], spare
+    idx = need.nonzero().squeeze(-1)
+    flat[idx] = _orth_pass(flat[idx], polar)[0]
+    return qt, spare
 
 
 def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -246,14 +282,15 @@ class Grassmann(Manifold):
     ----------
     retraction : {"qr", "polar", "expmap"}
         Retraction used by :meth:`retr` and :meth:`retr_transp` (what the geoopt optimisers
-        call). All three first project ``u`` to the horizontal space (geoopt's momentum buffer
-        starts from the raw Euclidean gradient, which is not horizontal). ``"qr"`` (default):
-        :math:`\operatorname{qf}(X + U)` with positive :math:`\operatorname{diag} R`, computed
-        by one CholeskyQR pass (matmul-only; the Gram matrix :math:`I + U^\top U` is well
-        conditioned for moderate steps, so one pass is accurate; a second pass is made for the
-        batch entries of a large anisotropic step). ``"polar"``:
-        :math:`(X + U)(I + U^\top U)^{-1/2}`, which keeps the representative closest to ``X + U``
-        (best for momentum). ``"expmap"``: the exact exponential map.
+        call). ``"qr"`` (default): :math:`\operatorname{qf}(X + U)` with positive
+        :math:`\operatorname{diag} R`, computed by one Cholesky-QR pass (a Gram matrix and a
+        triangular solve; the Gram matrix :math:`I + U^\top U` is well conditioned for moderate
+        steps, so one pass is accurate; a second pass is made for the batch entries of a large
+        anisotropic step). ``"polar"``: :math:`(X + U)(I + U^\top U)^{-1/2}`, which keeps the
+        representative closest to ``X + U`` (best for momentum). ``"expmap"``: the exact
+        exponential map. ``"qr"`` and ``"polar"`` use ``u`` as given (see :meth:`retr` for a
+        non-horizontal ``u``); ``"expmap"`` first projects it to the horizontal space (geoopt's
+        momentum buffer starts from the raw Euclidean gradient, which is not horizontal).
     check : bool
         Validate the points given to :meth:`logmap`, :meth:`dist`, :meth:`parallel_transp`
         (finite, orthonormal columns within :math:`10\sqrt{\varepsilon}`, matching ``n`` and
@@ -373,23 +410,31 @@ class Grassmann(Manifold):
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Retract ``u`` at ``x`` (see ``retraction`` in the class doc).
 
-        ``u`` is first projected to the horizontal space, :math:`U_h = U - X (X^\top U)`, so that
-        any ``u`` gives a point with orthonormal columns: geoopt's ``RiemannianSGD`` starts its
-        momentum buffer from the raw Euclidean gradient, which is not horizontal. The projection
-        is fused with the retraction: :math:`X + U_h = X (I - X^\top U) + U`. For ``"qr"`` and
-        ``"polar"`` one CholeskyQR / polar pass on :math:`Y = X + U_h` (Gram matrix
-        :math:`Y^\top Y = I + U_h^\top U_h \succeq I`) is exact to a few ulps; a second pass is
-        made where a large anisotropic step makes the Gram matrix ill-conditioned
-        (estimated condition number above 8), so the result is orthonormal to about
-        :math:`10 \varepsilon` for any step. The result is laid out column-major (its transpose
-        is contiguous), the layout of :class:`grassmann.heads.GrassmannHead`.
-        """
-        return self._retr_t(x, u).mT
+        ``"qr"`` and ``"polar"``: one Cholesky-QR / polar pass on :math:`Y = X + U` (for a
+        horizontal ``U`` the Gram matrix is :math:`Y^\top Y = I + U^\top U \succeq I`) is exact
+        to a few ulps; a second pass is made where a large anisotropic step makes the Gram matrix
+        ill-conditioned (estimated condition number above 8), so the result is orthonormal to
+        about :math:`10 \varepsilon` for any step. ``u`` is used as given: the result has
+        orthonormal columns for any ``u``, and a non-horizontal :math:`U = U_h + X A`
+        (geoopt's ``RiemannianSGD`` starts its momentum buffer from the raw Euclidean gradient,
+        so its first step is one) gives :math:`\operatorname{span}(X (I + A) + U_h)`, the
+        retraction of the tangent vector :math:`U_h (I + A)^{-1}`. Not projecting saves two
+        passes over ``(..., n, k)`` per call (the product :math:`X^\top U`, and the update
+        :math:`X (I - X^\top U) + U` becomes a plain sum). On the CPU, where
+        :math:`X + U` is numerically rank-deficient (only possible for a non-horizontal ``u``,
+        or a step of norm :math:`\gtrsim \varepsilon^{-1/2}`), the horizontal part :math:`U_h`
+        is retracted instead. ``"expmap"``: ``u`` is first projected to the horizontal space
+        (the exponential map of a non-horizontal ``u`` would leave the manifold).
 
-    def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Transpose of :meth:`retr` (contiguous ``(..., k, n)``)."""
+        The result is laid out column-major (its transpose is contiguous), the layout of
+        :class:`grassmann.heads.GrassmannHead`.
+        """
+        return self._retr_t(x, u)[0].mT
+
+    def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Transpose of :meth:`retr` (contiguous ``(..., k, n)``) and a spare (see _retr_t)."""
         if self.retraction == "expmap":
-            return _expmap(x, _proju(x, u)).mT
+            return _expmap(x, _proju(x, u)).mT, None
         return _retr_t(x.mT, u.mT, self.retraction == "polar")
 
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -441,11 +486,16 @@ class Grassmann(Manifold):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Retract ``u`` at ``x`` (:meth:`retr`) and transport ``v`` there by projection.
 
-        The retraction is computed once; the transport is
-        :math:`V - Y (Y^\top V)`, one bmm and one fused ``baddbmm`` (evaluated transposed).
+        The retraction is computed once; the transport is :math:`V - Y (Y^\top V)`, one bmm and
+        one fused ``baddbmm`` (evaluated transposed). For ``"qr"`` that is six passes over
+        ``(..., n, k)`` tensors in all -- the sum :math:`X + U`, its Gram matrix, :math:`Q^\top
+        = L^{-1} Y^\top`, :math:`Y^\top V`, and the ``baddbmm`` (a copy and a product) -- and
+        just two allocations, the results: with one CPU thread :math:`L^{-1} Y^\top` is a
+        triangular solve in place of :math:`X + U`; with more it is a (multi-threaded) bmm and
+        the transport is written into the then free :math:`X + U`.
         """
-        yt = self._retr_t(x, u)
-        return yt.mT, _proj_t(yt, v.mT).mT
+        yt, spare = self._retr_t(x, u)
+        return yt.mT, _proj_t(yt, v.mT, spare).mT
 
     def expmap_transp(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor

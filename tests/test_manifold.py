@@ -328,12 +328,12 @@ def test_vector_transport_by_projection_is_horizontal_at_new_point(retraction, p
     assert torch.allclose(man.transp_follow_expmap(x, u, v), man.expmap_transp(x, u, v)[1])
 
 
-@pytest.mark.parametrize("retraction", RETRACTIONS)
 @settings(max_examples=15)
 @given(p=problems())
-def test_retraction_of_any_u_equals_retraction_of_its_horizontal_part(retraction, p):
+def test_expmap_retraction_of_any_u_equals_that_of_its_horizontal_part(p):
+    """geoopt starts the momentum buffer from the raw Euclidean gradient: expmap projects it."""
     n, k, batch, dtype, gen = p
-    man = Grassmann(retraction=retraction)
+    man = Grassmann(retraction="expmap")
     x = rand_point((*batch, n, k), dtype, gen)
     u = rand_tangent(x, gen, 0.5)
     vertical = x @ randn((*batch, k, k), dtype, gen)  # X^T (X A) = A != 0: not horizontal
@@ -344,6 +344,54 @@ def test_retraction_of_any_u_equals_retraction_of_its_horizontal_part(retraction
     assert torch.allclose(y2, y)
     assert float((y2.mT @ tv).abs().max()) < 10 * tol(dtype)
     assert torch.allclose(man.expmap(x, u + vertical), man.expmap(x, u), atol=10 * tol(dtype))
+
+
+@pytest.mark.parametrize("retraction", ["qr", "polar"])
+@settings(max_examples=15)
+@given(p=problems())
+def test_qr_polar_retraction_of_non_horizontal_u_is_the_factor_of_x_plus_u(retraction, p):
+    """qr / polar use ``u`` as given: ``span(X + U)``, which is ``span(X)`` for ``U = X A``."""
+    n, k, batch, dtype, gen = p
+    man = Grassmann(retraction=retraction)
+    x = rand_point((*batch, n, k), dtype, gen)
+    u = rand_tangent(x, gen, 0.5)
+    a = 0.3 * randn((*batch, k, k), dtype, gen) / math.sqrt(k)  # ||A||_2 < 1 (whp)
+    y, tv = man.retr_transp(x, u + x @ a, u)
+    assert orth_err(y) < 10 * tol(dtype)
+    assert span_dist(y, x + u + x @ a) < 1e3 * tol(dtype)
+    assert float((y.mT @ tv).abs().max()) < 10 * tol(dtype)
+    assert span_dist(man.retr(x, x @ a), x) < 1e3 * tol(dtype)
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def cpu_threads(request):
+    """Run a test with 1 and with 2 torch CPU threads ("qr" computes differently on each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("retraction", ["qr", "polar"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_qr_polar_retraction_where_x_plus_u_is_rank_deficient_uses_horizontal_part(
+    retraction, dtype, cpu_threads
+):
+    """Only a non-horizontal ``u`` can make ``X + U`` singular; then ``U - X X^T U`` is used."""
+    gen = torch.Generator().manual_seed(3)
+    man = Grassmann(retraction=retraction, check=False)
+    x = rand_point((4, 10, 3), dtype, gen)
+    u = rand_tangent(x, gen, 0.5)
+    bad = u.clone()
+    bad[1] = -x[1]  # X + U = 0
+    e1 = torch.diag(torch.tensor([1.0, 0.0, 0.0], dtype=dtype))
+    bad[2] = u[2] - (x[2] + u[2]) @ e1  # X + U = [0, x_2 + u_2, x_3 + u_3]
+    y, tv = man.retr_transp(x, bad, u)
+    assert orth_err(y) < 10 * tol(dtype)
+    assert torch.allclose(y[[0, 3]], man.retr(x[[0, 3]], u[[0, 3]]), atol=10 * tol(dtype))
+    assert span_dist(y[1], x[1]) < 1e3 * tol(dtype)
+    assert span_dist(y[2], man.retr(x[2], man.proju(x[2], bad[2]))) < 1e3 * tol(dtype)
+    assert float((y.mT @ tv).abs().max()) < 10 * tol(dtype)
 
 
 def _anisotropic_step(x: torch.Tensor, gen, norm: float) -> torch.Tensor:
@@ -357,7 +405,9 @@ def _anisotropic_step(x: torch.Tensor, gen, norm: float) -> torch.Tensor:
 @pytest.mark.parametrize("retraction", ["qr", "polar"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("norm", [0.1, 3.0, 100.0, 1e4])
-def test_large_anisotropic_step_stays_orthonormal_and_spans_x_plus_u(retraction, dtype, norm):
+def test_large_anisotropic_step_stays_orthonormal_and_spans_x_plus_u(
+    retraction, dtype, norm, cpu_threads
+):
     """One Cholesky-QR/polar pass loses eps * cond(I + U^T U); the second pass restores it."""
     gen = torch.Generator().manual_seed(0)
     man = Grassmann(retraction=retraction, check=False)
@@ -368,6 +418,37 @@ def test_large_anisotropic_step_stays_orthonormal_and_spans_x_plus_u(retraction,
     assert orth_err(y) < bound
     assert span_dist(y, torch.linalg.qr(x + u)[0]) < 1e3 * tol(dtype) ** 0.75
     assert float((y.mT @ tv).abs().max()) < 10 * tol(dtype) * norm
+
+
+@pytest.mark.parametrize("retraction", RETRACTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_retr_transp_is_the_same_on_one_and_two_threads_and_leaves_inputs_alone(retraction, dtype):
+    """With one CPU thread "qr" solves in place, with more it multiplies (and reuses a buffer)."""
+    gen = torch.Generator().manual_seed(2)
+    man = Grassmann(retraction=retraction, check=False)
+    x = rand_point((30, 24, 4), dtype, gen).mT.contiguous().mT  # GrassmannHead's layout
+    v = rand_tangent(x, gen)
+    u = -0.3 * v
+    u[0] = 0.2 * rand_tangent(x[0], gen, 1e3)  # one large step: a second pass on entry 0
+    inputs = [t.clone() for t in (x, u, v)]
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            results.append((*man.retr_transp(x, u, v), man.retr(x, u)))
+    finally:
+        torch.set_num_threads(threads)
+    for t, t0 in zip((x, u, v), inputs, strict=True):
+        assert torch.equal(t, t0)
+    (y1, tv1, r1), (y2, tv2, r2) = results
+    eps = torch.finfo(dtype).eps
+    for a, b in ((y1, y2), (tv1, tv2), (r1, r2), (y1, r1)):
+        torch.testing.assert_close(a, b, rtol=0, atol=100 * eps)
+    assert orth_err(y1) < 100 * eps
+    assert float((y1.mT @ tv1).abs().max()) < 100 * eps * float(v.abs().max())
+    assert y1.mT.is_contiguous() and tv1.mT.is_contiguous()  # column-major, like x
+    assert tv1.untyped_storage().data_ptr() != y1.untyped_storage().data_ptr()
 
 
 @pytest.mark.parametrize("retraction", RETRACTIONS)
