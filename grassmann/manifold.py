@@ -25,7 +25,7 @@ from geoopt import ManifoldTensor
 from geoopt.manifolds.base import Manifold
 from geoopt.utils import size2shape
 
-from grassmann._validation import check_choice
+from grassmann._validation import check_choice, check_int
 from grassmann.stiefel import (
     _as_linalg_dtype,
     _check_matrix,
@@ -260,6 +260,14 @@ def _parallel_transp(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, t: float
 # ----------------------------------------------------------------------------------------------
 
 
+def _checked_size(size: tuple) -> tuple[int, ...]:
+    """``random(n, k)`` / ``random(b, n, k)`` / ``random((b, n, k))`` sizes as a checked shape."""
+    shape = size2shape(*size)
+    for i, dim in enumerate(shape):  # k = 0 is left to _check_shape, which names k
+        check_int(f"size[{i}]", dim, minimum=0 if i == len(shape) - 1 else 1)
+    return tuple(int(d) for d in shape)
+
+
 class Grassmann(Manifold):
     r"""Grassmann manifold :math:`\mathrm{Gr}(n, k)` of k-dimensional subspaces of :math:`R^n`.
 
@@ -341,6 +349,19 @@ class Grassmann(Manifold):
             )
         return True, None
 
+    def _same_shape(self, x: torch.Tensor, /, **others: torch.Tensor) -> None:
+        """Shape-only check for the hot path (no host sync): ``x`` is ``(..., n, k)`` with
+        ``1 <= k <= n`` and every other tensor has the same ``(n, k)``."""
+        ok, reason = self._check_shape(x.shape, "x")
+        if not ok:
+            raise ValueError(reason)
+        for name, t in others.items():
+            if t.shape[-2:] != x.shape[-2:]:
+                raise ValueError(
+                    f"{name} must have the point's shape (..., n, k) = (..., {x.shape[-2]}, "
+                    f"{x.shape[-1]}), got {tuple(t.shape)}"
+                )
+
     def _check_point_on_manifold(
         self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5
     ) -> tuple[bool, str | None]:
@@ -379,10 +400,12 @@ class Grassmann(Manifold):
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Horizontal projection :math:`U - X (X^\top U)` (EAS 1998 Sec. 2.5)."""
+        self._same_shape(x, u=u)
         return _proju(x, u)
 
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Riemannian gradient :math:`G - X (X^\top G)` of the Euclidean gradient ``G``."""
+        self._same_shape(x, u=u)
         return _proju(x, u)
 
     def inner(
@@ -429,6 +452,7 @@ class Grassmann(Manifold):
         The result is laid out column-major (its transpose is contiguous), the layout of
         :class:`grassmann.heads.GrassmannHead`.
         """
+        self._same_shape(x, u=u)
         return self._retr_t(x, u)[0].mT
 
     def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -446,6 +470,7 @@ class Grassmann(Manifold):
         :math:`X V \cos(S) V^\top + U V \operatorname{diag}(\sin(s)/s) V^\top` from the
         eigendecomposition :math:`U^\top U = V S^2 V^\top` (no ``n x k`` SVD).
         """
+        self._same_shape(x, u=u)
         return _expmap(x, _proju(x, u))
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -479,6 +504,7 @@ class Grassmann(Manifold):
 
         Reference: Absil, Mahony & Sepulchre 2008, Sec. 8.1.3.
         """
+        self._same_shape(y, start=x, v=v)
         return _proju(y, v)
 
     def retr_transp(
@@ -494,6 +520,7 @@ class Grassmann(Manifold):
         triangular solve in place of :math:`X + U`; with more it is a (multi-threaded) bmm and
         the transport is written into the then free :math:`X + U`.
         """
+        self._same_shape(x, u=u, v=v)
         yt, spare = self._retr_t(x, u)
         return yt.mT, _proj_t(yt, v.mT, spare).mT
 
@@ -501,6 +528,7 @@ class Grassmann(Manifold):
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`expmap` of ``u`` at ``x`` and transport of ``v`` there by projection."""
+        self._same_shape(x, u=u, v=v)
         y = self.expmap(x, u)
         return y, _proju(y, v)
 
@@ -573,10 +601,12 @@ class Grassmann(Manifold):
         from the classical compact groups", Notices AMS 2007). ``device`` defaults to the
         generator's device when a generator is given.
         """
-        shape = size2shape(*size)
+        shape = _checked_size(size)
         ok, reason = self._check_shape(shape, "size")
         if not ok:
             raise ValueError(reason)
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if device is None and generator is not None:
             device = generator.device
         g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
@@ -595,7 +625,7 @@ class Grassmann(Manifold):
 
         ``seed`` is unused (kept for geoopt's signature).
         """
-        shape = size2shape(*size)
+        shape = _checked_size(size)
         ok, reason = self._check_shape(shape, "size")
         if not ok:
             raise ValueError(reason)

@@ -610,3 +610,32 @@ def test_check_false_skips_value_checks():
     assert torch.isfinite(man.dist(x, 1.0000001 * x)).all()
     with pytest.raises(ValueError, match="k <= n"):  # shapes are still checked
         man.dist(x, torch.randn(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m, x: m.proju(x, torch.zeros(6, 2)), r"u must have the point's shape"),
+        (lambda m, x: m.egrad2rgrad(x, torch.zeros(5, 3)), r"u must have the point's shape"),
+        (lambda m, x: m.retr(x, torch.zeros(6, 2)), r"u must have the point's shape"),
+        (lambda m, x: m.expmap(x, torch.zeros(5, 3)), r"got \(5, 3\)"),
+        (lambda m, x: m.transp(x, x, torch.zeros(5, 1)), r"v must have the point's shape"),
+        (lambda m, x: m.retr_transp(x, x * 0, torch.zeros(4, 2)), r"v must have"),
+    ],
+    ids=["proju", "egrad2rgrad", "retr", "expmap", "transp", "retr_transp"],
+)
+def test_hot_path_rejects_mismatched_shapes_with_value_error(call, match):
+    man = Grassmann()
+    x = man.random(5, 2, dtype=torch.float64).as_subclass(torch.Tensor).float()
+    with pytest.raises(ValueError, match=match):
+        call(man, x)
+
+
+def test_random_rejects_bad_sizes_and_dtypes():
+    man = Grassmann()
+    with pytest.raises(TypeError, match=r"size\[0\] must be an integer, got 3.5"):
+        man.random(3.5, 2)
+    with pytest.raises(ValueError, match=r"size\[0\] must be >= 1, got -3"):
+        man.random(-3, 2)
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        man.random(4, 2, dtype=torch.float16)
