@@ -202,7 +202,7 @@ def _train(head, steps, opt, x, y):
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(head(x), y).backward()
         opt.step()
-    return float(F.cross_entropy(head(x), y))
+    return float(F.cross_entropy(head(x), y).detach())
 
 
 def test_subspaces_stay_orthonormal_after_1000_float32_steps_by_the_retraction():
