@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     cases: list[tuple[str, Callable[[], object]]] = [
         ("SGD update p.add_(g, alpha=-lr) (baseline)", lambda: p.add_(g, alpha=-1e-3)),
         ("egrad2rgrad (projection, one bmm + one baddbmm)", lambda: man.egrad2rgrad(x, g)),
-        ("retr qr (projection + one CholeskyQR pass)", lambda: qr.retr(x, u)),
+        ("retr qr (one CholeskyQR pass on X + U)", lambda: qr.retr(x, u)),
         ("retr polar", lambda: polar.retr(x, u)),
         ("expmap", lambda: exact.expmap(x, u)),
         ("retr_transp qr (what RiemannianSGD+momentum calls)", lambda: qr.retr_transp(x, u, v)),
