@@ -38,14 +38,16 @@ class CLIError(Exception):
         self.code = code
 
 
-def _positive_int(name: str):
+def _int_at_least(name: str, minimum: int):
+    """argparse type: a base-10 integer >= ``minimum``, with a message naming ``name``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
         return value
 
     return parse
@@ -66,19 +68,6 @@ def _nonneg_float(name: str, strict: bool = False):
     return parse
 
 
-def _nonneg_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-
-    return parse
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage + error; we want the one-line form only."""
 
@@ -90,7 +79,7 @@ def _add_run_options(g: argparse.ArgumentParser) -> None:
     """The options ``generate`` and ``generate-subspaces`` share (output, budget, device,
     checkpoints, overwrite, verbosity)."""
     g.add_argument("-o", "--output", required=True, metavar="FILE.npy", help="output file")
-    g.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
+    g.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
     g.add_argument(
         "--time-budget",
         type=_nonneg_float("--time-budget"),
@@ -98,7 +87,7 @@ def _add_run_options(g: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="stop after SEC seconds (default: a step count scaled to the size)",
     )
-    g.add_argument("--steps", type=_nonneg_int("--steps"), default=None, metavar="N")
+    g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None, metavar="N")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     g.add_argument(
         "--checkpoint-every",
@@ -125,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     g = sub.add_parser("generate", help="generate N x d class vectors into FILE.npy + FILE.json")
-    g.add_argument("num", type=_positive_int("NUM"), metavar="NUM", help="number of vectors N")
-    g.add_argument("dim", type=_positive_int("DIM"), metavar="DIM", help="dimension d")
+    g.add_argument("num", type=_int_at_least("NUM", 1), metavar="NUM", help="number of vectors N")
+    g.add_argument("dim", type=_int_at_least("DIM", 1), metavar="DIM", help="dimension d")
     g.add_argument("--mode", choices=["lines", "sphere"], default="lines")
     g.add_argument("--method", choices=list(METHODS), default="auto")
     g.add_argument(
@@ -141,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         "generate-subspaces",
         help="generate N k-dimensional subspaces of R^n, far apart, into FILE.npy (N, n, k)",
     )
-    s.add_argument("num", type=_positive_int("NUM"), metavar="NUM", help="number of subspaces N")
-    s.add_argument("n", type=_positive_int("N"), metavar="N", help="ambient dimension n")
-    s.add_argument("k", type=_positive_int("K"), metavar="K", help="subspace dimension k < n")
+    s.add_argument("num", type=_int_at_least("NUM", 1), metavar="NUM", help="number of subspaces N")
+    s.add_argument("n", type=_int_at_least("N", 1), metavar="N", help="ambient dimension n")
+    s.add_argument("k", type=_int_at_least("K", 1), metavar="K", help="subspace dimension k < n")
     s.add_argument("--metric", choices=list(METRICS), default="chordal")
     _add_run_options(s)
 
