@@ -40,7 +40,7 @@ def run(
         opt.step()
         if scheduler is not None:
             scheduler.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return x.detach(), losses
 
 
