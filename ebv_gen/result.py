@@ -3,6 +3,7 @@ the report on its quality."""
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ __all__ = ["EBVResult", "RunRecord"]
 
 
 @dataclass(kw_only=True)
-class RunRecord:
+class RunRecord(abc.ABC):
     """What every generator result shares: how the run went, its JSON report and ``save``.
 
     The fields below are keyword-only in the subclasses' constructors. A subclass provides
@@ -45,11 +46,13 @@ class RunRecord:
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def _quality(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _quality(self) -> dict[str, Any]:
+        """The report entries that describe the array (coherence and bound, or distances)."""
 
-    def _array(self) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _array(self) -> torch.Tensor:
+        """The array :meth:`save` writes."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready report (no array): the keys of the ``.json`` sidecar except ``sha256``
