@@ -107,7 +107,8 @@ class EBVResult(RunRecord):
         ``"lines"`` or ``"sphere"``.
     method
         ``"closed-form:<bound>"`` (a construction meeting that bound: provably optimal),
-        ``"lse"`` (the optimiser) or ``"threshold"`` (the published algorithm).
+        ``"mub"`` (real mutually unbiased bases, :func:`grassmann.embedded_mubs`), ``"lse"``
+        (the optimiser) or ``"threshold"`` (the published algorithm).
 
     The run fields (``seed``, ``device``, ``steps``, ``seconds``, ``history`` of the best
     coherence, ``interrupted``, ``extra``) are those of :class:`RunRecord`.

@@ -9,7 +9,7 @@ module of the same name is still importable as ``from grassmann.coherence import
 
 from importlib.metadata import PackageNotFoundError, version
 
-from grassmann import bounds, constructions, npyio
+from grassmann import bounds, constructions, mubs, npyio
 from grassmann.angles import SUBSPACE_METRICS, karcher_mean, principal_angles, subspace_distance
 from grassmann.bounds import Bound, lower_bound, subspace_lower_bound
 from grassmann.coherence import (
@@ -22,6 +22,7 @@ from grassmann.coherence import (
 from grassmann.constructions import known_optimal
 from grassmann.heads import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
 from grassmann.manifold import Grassmann
+from grassmann.mubs import embedded_mubs, mub_coherence, mub_dimension, real_mubs
 from grassmann.stiefel import (
     Stiefel,
     cayley_retraction,
@@ -57,8 +58,13 @@ __all__ = [
     "lower_bound",
     "subspace_lower_bound",
     "known_optimal",
+    "real_mubs",
+    "embedded_mubs",
+    "mub_coherence",
+    "mub_dimension",
     "bounds",
     "constructions",
+    "mubs",
     # heads
     "EBVHead",
     "FixedClassifierHead",

@@ -18,7 +18,11 @@ naimark_complement   (N, N - d)      ETF -> ETF                      Welch
 icosahedron          (12, 3)         1/sqrt 5 (sphere and 6 lines)   Fejes Tóth / Levenshtein
 polygon              (N, 2)          cos(2 pi/N) sphere, cos(pi/N)   Levenshtein / planar
 e8_roots             (240, 8)        1/2 (sphere; 120 lines: 1/2)    Levenshtein / Levenstein
+real_mubs            (d(d+2)/2, d)   1/sqrt(d) (lines), d = 4^k      orthoplex = Levenstein
 ===================  ==============  ==============================  =============================
+
+:func:`grassmann.mubs.real_mubs` and :func:`grassmann.mubs.embedded_mubs` (real mutually unbiased
+bases, and their use for any ``N <= d + 4^k 4^k / 2`` in ``R^d``) live in :mod:`grassmann.mubs`.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import math
 import numpy as np
 import torch
 
+from ._finite_fields import irreducible_polynomial, prime_power
 from ._validation import check_choice, check_int, check_tensor
 from .bounds import lower_bound
+from .mubs import mub_dimension, real_mubs
 
 __all__ = [
     "clebsch_etf",
@@ -101,55 +107,12 @@ def orthoplex(num: int, dim: int, *, dtype=None, device=None) -> torch.Tensor:
 # Paley conference matrices over GF(q)
 
 
-def _prime_power(q: int) -> tuple[int, int] | None:
-    if q < 2:
-        return None
-    p = next((f for f in range(2, math.isqrt(q) + 1) if q % f == 0), q)
-    m = 0
-    while q % p == 0:
-        q //= p
-        m += 1
-    return (p, m) if q == 1 else None
-
-
-def _polymod(a: list[int], g: list[int], p: int) -> list[int]:
-    """Remainder of ``a`` by monic ``g`` over GF(p) (little-endian coefficient lists)."""
-    a = list(a)
-    dg = len(g) - 1
-    for deg in range(len(a) - 1, dg - 1, -1):
-        c = a[deg] % p
-        if c:
-            for i in range(dg + 1):
-                a[deg - dg + i] = (a[deg - dg + i] - c * g[i]) % p
-    return [x % p for x in a[:dg]]
-
-
-def _irreducible(p: int, m: int) -> list[int]:
-    """A monic irreducible polynomial of degree ``m`` over GF(p) (no factor of degree <= m/2)."""
-    for code in range(p**m):
-        f = [(code // p**i) % p for i in range(m)] + [1]
-        if f[0] == 0:
-            continue
-        ok = True
-        for j in range(1, m // 2 + 1):
-            for gcode in range(p**j):
-                g = [(gcode // p**i) % p for i in range(j)] + [1]
-                if not any(_polymod(f, g, p)):
-                    ok = False
-                    break
-            if not ok:
-                break
-        if ok:
-            return f
-    raise RuntimeError("no irreducible polynomial found")  # pragma: no cover
-
-
 def _quadratic_character_table(q: int) -> np.ndarray:
     """``Q[a, b] = chi(a - b)`` over GF(q): the Jacobsthal matrix (q x q, entries 0, ±1)."""
-    p, m = _prime_power(q)  # type: ignore[misc]
+    p, m = prime_power(q)  # type: ignore[misc]
     powers = p ** np.arange(m)
     digits = (np.arange(q)[:, None] // powers) % p  # (q, m), little-endian
-    f = _irreducible(p, m)
+    f = irreducible_polynomial(p, m)
     prod = np.zeros((q, 2 * m - 1), dtype=np.int64)
     for i in range(m):
         for j in range(m):
@@ -186,7 +149,7 @@ def paley_etf(num: int, *, dtype=None, device=None) -> torch.Tensor:
     """
     num = check_int("num", num, minimum=6)
     q = num - 1
-    pm = _prime_power(q)
+    pm = prime_power(q)
     if pm is None or q % 4 != 1:
         raise ValueError(
             f"paley_etf needs num - 1 to be a prime power = 1 (mod 4), got num={num} "
@@ -344,7 +307,7 @@ def _candidates(num: int, dim: int, mode: str):
             yield (lambda: simplex(dim)), 1.0 / dim
         if dim == 2:
             yield (lambda: polygon(num, "lines")), math.cos(math.pi / num)
-        pm = _prime_power(num - 1)
+        pm = prime_power(num - 1)
         if num == 2 * dim and pm is not None and (num - 1) % 4 == 1:
             yield (lambda: paley_etf(num)), 1.0 / math.sqrt(num - 1)
         if (num, dim) == (16, 6):
@@ -357,6 +320,8 @@ def _candidates(num: int, dim: int, mode: str):
             yield (lambda: naimark_complement(johnson_etf())), 1.0 / 9.0
         if (num, dim) == (120, 8):
             yield (lambda: e8_roots("lines")), 0.5
+        if dim >= 4 and num == dim * (dim + 2) // 2 and mub_dimension(num, dim) == dim:
+            yield (lambda: real_mubs(dim)), 1.0 / math.sqrt(dim)
         return
     if num <= dim + 1:
         yield (lambda: _embedded_simplex(num, dim)), -1.0 / (num - 1)

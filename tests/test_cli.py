@@ -47,6 +47,15 @@ def test_generate_writes_npy_and_sidecar(tmp_path, capsys):
     assert not checkpoint_path(out).exists()
 
 
+def test_generate_mub_method_reports_it(tmp_path, capsys):
+    out = tmp_path / "m.npy"
+    argv = ["generate", "1000", "100", "-o", str(out), "--method", "mub", "--quiet"]
+    code, stdout, _ = _run_main(capsys, argv)
+    assert code == 0 and "method mub" in stdout
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["method"] == "mub" and side["coherence"] == 0.125 and side["steps"] == 0
+
+
 def test_existing_output_needs_force(tmp_path, capsys):
     out = tmp_path / "e.npy"
     out.write_bytes(b"old")
@@ -93,6 +102,7 @@ def test_same_seed_same_bytes(tmp_path, capsys):
         (["generate-subspaces", "8", "4", "2", "--steps", "-1"], "--steps"),
         (["generate-subspaces", "8", "4", "2", "--device", "tpu"], "device"),
         (["generate-subspaces", "100000", "4096", "64"], "GiB"),
+        (["generate", "5000", "100", "--method", "mub"], "at most 2148"),
     ],
 )
 def test_bad_generate_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):

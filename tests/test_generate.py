@@ -61,6 +61,33 @@ def test_closed_form_method_and_error_when_none_known():
         generate(8, 4, method="closed-form")
 
 
+def test_auto_keeps_the_mub_packing_when_the_optimiser_does_worse():
+    # 1000 lines in R^100: 15 unbiased bases of R^64 + the spare axes give exactly 1/8; the
+    # optimiser's 40 steps are far from that
+    res = generate(1000, 100, steps=40)
+    assert res.method == "mub" and res.coherence == 0.125
+    lse, mub = res.extra["candidates"]["lse"], res.extra["candidates"]["mub"]
+    assert mub == 0.125 < lse
+    assert res.steps == 40 and res.history[-1] == (40, pytest.approx(res.seconds, abs=1e-3), 0.125)
+    assert res.history[-2][2] == pytest.approx(lse, abs=1e-6)
+
+
+def test_auto_keeps_the_optimiser_when_it_beats_the_mub_packing():
+    res = generate(100, 64, steps=300)  # MUB: 1/8; the optimiser gets ~0.05
+    assert res.method == "lse"
+    assert res.extra["candidates"]["mub"] == 0.125
+    assert res.coherence == res.extra["candidates"]["lse"] < 0.1
+
+
+def test_auto_takes_a_near_optimal_mub_packing_without_optimising():
+    # 2000 lines in R^64: 1/8 is within 2% of the Welch bound 0.12298
+    res = generate(2000, 64)
+    assert res.method == "mub" and res.steps == 0 and res.coherence == 0.125
+    assert res.ratio < ebv_gen.generation.MUB_NEAR_OPTIMAL
+    only = generate(1000, 100, method="mub")
+    assert only.method == "mub" and only.steps == 0 and only.coherence == 0.125
+
+
 def test_same_seed_same_bytes_and_other_seed_differs():
     a = generate(40, 6, seed=3, steps=60)
     b = generate(40, 6, seed=3, steps=60)
@@ -166,6 +193,8 @@ def test_save_and_load_roundtrip(tmp_path):
         ({"num": 5, "dim": 3, "time_budget": float("nan")}, ValueError, "time_budget"),
         ({"num": 5, "dim": 3, "device": "tpu"}, ValueError, "device"),
         ({"num": 10**9, "dim": 10**5}, ValueError, "GiB"),
+        ({"num": 5000, "dim": 100, "method": "mub"}, ValueError, "do not fit.*at most 2148"),
+        ({"num": 50, "dim": 16, "mode": "sphere", "method": "mub"}, ValueError, "mode='lines'"),
     ],
 )
 def test_bad_input_raises_naming_the_argument(kwargs, exc, match):
