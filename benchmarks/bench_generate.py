@@ -37,6 +37,7 @@ from ebv_gen.optimize import (
     DEFAULT_TILE,
     ThresholdResult,
     best_threshold,
+    default_steps,
     minimize_coherence,
     random_start,
 )
@@ -163,7 +164,14 @@ def step_speed(sizes) -> None:
             stamps.append(time.perf_counter())
 
         t0 = time.perf_counter()
-        res = minimize_coherence(Z0, steps=steps, callback=stamp)
+        # the schedule of a full default run (beta and lr change slowly), cut after ``steps``:
+        # a run of only ``steps`` steps would compress the schedule into a few huge jumps
+        res = minimize_coherence(
+            Z0,
+            steps=default_steps(num, dim),
+            callback=stamp,
+            should_stop=lambda stamps=stamps, steps=steps: len(stamps) >= steps,
+        )
         end_to_end = (time.perf_counter() - t0) / res.steps
         # steady state: one step = the interval between two callbacks (gradient pass, host
         # sync, update); the first interval is dropped as warm-up
