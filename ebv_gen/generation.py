@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -249,6 +250,8 @@ def generate(
             **kw,
         )
 
+    if method == "mub":
+        return _mub_only(num, dim, mode, tile or DEFAULT_TILE, finish)
     if restarts is None:
         restarts = default_restarts(num, dim) if method != "threshold" else 1
     restarts = check_int("restarts", restarts, minimum=1)
@@ -270,10 +273,6 @@ def generate(
                 f"dim={dim}, mode={mode!r}; use method='auto' or 'lse'"
             )
     mub_mu = grassmann.mub_coherence(num, dim) if mode == "lines" else None
-    if method == "mub":
-        if mode != "lines":
-            raise ValueError(f"method='mub' needs mode='lines', got mode={mode!r}")
-        return finish(grassmann.embedded_mubs(num, dim), "mub")  # raises when N does not fit
     if method == "auto" and mub_mu is not None and mub_mu <= MUB_NEAR_OPTIMAL * bound.value:
         return finish(grassmann.embedded_mubs(num, dim), "mub")
     if steps is None and time_budget is None:
@@ -366,18 +365,35 @@ def generate(
     return out
 
 
+def _mub_only(
+    num: int, dim: int, mode: str, tile: int, finish: Callable[..., EBVResult]
+) -> EBVResult:
+    """``method="mub"``: the packing of :func:`grassmann.embedded_mubs`, built and verified on
+    the host (memory checked there first: float64 and float32 copies and the verification)."""
+    if mode != "lines":
+        raise ValueError(f"method='mub' needs mode='lines', got mode={mode!r}")
+    cpu = torch.device("cpu")
+    check_memory(num, dim, cpu, what=f"method='mub' with num={num}, dim={dim}", tile=tile)
+    try:
+        frame = grassmann.embedded_mubs(num, dim)
+    except ValueError as err:
+        raise ValueError(f"method='mub': {err}; use method='auto' or 'lse'") from None
+    return finish(frame, "mub")
+
+
 def _better_of(out: EBVResult, finish: Callable[..., EBVResult], num: int, dim: int) -> EBVResult:
     """The optimiser's result ``out`` or the MUB packing, whichever has the smaller coherence;
-    the report keeps both figures (``extra["candidates"]``) and the optimiser's run record."""
+    the report keeps both figures (``extra["candidates"]``) and the optimiser's run record. When
+    the MUB packing wins, the last history entry (the optimiser's final best) becomes its
+    coherence, so the history stays the best so far, one entry per step."""
     mub = finish(grassmann.embedded_mubs(num, dim), "mub")
     candidates = {"lse": out.coherence, "mub": mub.coherence}
     if mub.coherence >= out.coherence:
         out.extra["candidates"] = candidates
         return out
-    history = [*out.history, (out.steps, round(out.seconds, 4), mub.coherence)]
-    return finish(
-        mub.vectors,
-        "mub",
+    history = [*out.history[:-1], (out.steps, round(out.seconds, 4), mub.coherence)]
+    return dataclasses.replace(
+        mub,
         steps=out.steps,
         seconds=out.seconds,
         history=history,

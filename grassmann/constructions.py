@@ -18,7 +18,8 @@ naimark_complement   (N, N - d)      ETF -> ETF                      Welch
 icosahedron          (12, 3)         1/sqrt 5 (sphere and 6 lines)   Fejes Tóth / Levenshtein
 polygon              (N, 2)          cos(2 pi/N) sphere, cos(pi/N)   Levenshtein / planar
 e8_roots             (240, 8)        1/2 (sphere; 120 lines: 1/2)    Levenshtein / Levenstein
-real_mubs            (d(d+2)/2, d)   1/sqrt(d) (lines), d = 4^k      orthoplex = Levenstein
+embedded_mubs        d(d+1)/2 < N    1/sqrt(d) (lines), d = 4^k      orthoplex (N = d(d+2)/2:
+                     <= d(d+2)/2                                     also Levenstein)
 ===================  ==============  ==============================  =============================
 
 :func:`grassmann.mubs.real_mubs` and :func:`grassmann.mubs.embedded_mubs` (real mutually unbiased
@@ -35,7 +36,7 @@ import torch
 from ._finite_fields import irreducible_polynomial, prime_power
 from ._validation import check_choice, check_int, check_tensor
 from .bounds import lower_bound
-from .mubs import mub_dimension, real_mubs
+from .mubs import embedded_mubs, mub_dimension
 
 __all__ = [
     "clebsch_etf",
@@ -320,8 +321,8 @@ def _candidates(num: int, dim: int, mode: str):
             yield (lambda: naimark_complement(johnson_etf())), 1.0 / 9.0
         if (num, dim) == (120, 8):
             yield (lambda: e8_roots("lines")), 0.5
-        if dim >= 4 and num == dim * (dim + 2) // 2 and mub_dimension(num, dim) == dim:
-            yield (lambda: real_mubs(dim)), 1.0 / math.sqrt(dim)
+        if dim * (dim + 1) // 2 < num and mub_dimension(num, dim) == dim:  # dim = 4^k
+            yield (lambda: embedded_mubs(num, dim)), 1.0 / math.sqrt(dim)
         return
     if num <= dim + 1:
         yield (lambda: _embedded_simplex(num, dim)), -1.0 / (num - 1)

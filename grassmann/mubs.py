@@ -22,8 +22,13 @@ pairwise differences are non-singular. The one used here lives on ``V = GF(2^n) 
     B_a((x, e), (y, f)) = Tr(a x y) + Tr(\\sqrt{a} x) Tr(\\sqrt{a} y)
         + e Tr(\\sqrt{a} y) + f Tr(\\sqrt{a} x),   a \\in GF(2^n).
 
-``B_a`` is alternating (its diagonal is ``Tr(a x^2) + Tr(\\sqrt a x)^2 = 0``); the tests check the
-pairwise non-singularity for every ``d <= 1024`` and the unbiasedness of the vectors directly.
+``B_a`` is alternating: its diagonal is ``Tr(a x^2) + Tr(\\sqrt a x)^2 = 0``. The difference of
+two is non-singular: write ``s = \\sqrt a``, ``r = \\sqrt b`` (``s != r``) and let ``(y, f)`` be in
+the radical of ``B_a + B_b``. The pairing with ``(0, 1)`` gives ``Tr(s y) = Tr(r y) =: u``, and
+then the pairing with every ``(x, 0)`` gives ``(s + r)^2 y = (u + f)(s + r)``. If ``u + f = 0``
+then ``y = 0``, so ``u = 0`` and ``f = 0``; otherwise ``y = 1/(s + r)`` and ``Tr(s y) + Tr(r y) =
+Tr(1) = 1`` (``n`` odd), contradicting ``Tr(s y) = Tr(r y)``. The tests check the non-singularity
+numerically for every ``d <= 1024`` and the unbiasedness of the vectors directly.
 
 :func:`embedded_mubs` puts ``N`` lines into any ``R^d``: the standard basis of ``R^d`` and then
 MUB vectors of the largest ``R^{4^k} <= R^d``, coherence ``1/sqrt(4^k)``, for up to
@@ -137,7 +142,8 @@ def real_mubs(
 def mub_dimension(num: int, dim: int) -> int | None:
     """``4^k``, the dimension of the MUBs that :func:`embedded_mubs` uses for ``num`` lines in
     ``R^dim``: the largest power of 4 with ``4^k <= dim``, provided ``dim < num <= dim +
-    4^k 4^k / 2``; ``None`` otherwise (``num <= dim`` needs no MUBs, larger ``num`` do not fit)."""
+    4^k 4^k / 2``; ``None`` otherwise (``num <= dim`` needs no MUBs, larger ``num`` do not fit,
+    and ``dim < 4`` holds no unbiased bases)."""
     num = check_int("num", num, minimum=1)
     dim = check_int("dim", dim, minimum=1)
     if dim < 4 or num <= dim:
@@ -173,7 +179,8 @@ def embedded_mubs(
     -------
     torch.Tensor
         ``(num, dim)`` unit rows, coherence :func:`mub_coherence` ``(num, dim)``: ``0`` for
-        ``num <= dim``, else exactly ``1/sqrt(4^k)``.
+        ``num <= dim``, else exactly ``1/sqrt(4^k)``. For ``dim = 4^k`` and ``dim (dim + 1)/2 <
+        num <= dim (dim + 2)/2`` that is the orthoplex bound ``1/sqrt(dim)``: optimal.
 
     Raises
     ------
@@ -192,9 +199,14 @@ def embedded_mubs(
     if num <= dim:
         out[np.arange(num), np.arange(num)] = 1.0
         return _out(out, dtype, device)
+    if dim < 4:
+        raise ValueError(
+            f"num={num} lines in R^{dim} need unbiased bases, which need dim >= 4; "
+            f"with dim={dim} at most num={dim} (an orthonormal basis)"
+        )
     sub = mub_dimension(num, dim)
     if sub is None:
-        most = dim + (4 ** ((dim.bit_length() - 1) // 2)) ** 2 // 2 if dim >= 4 else dim
+        most = dim + (4 ** ((dim.bit_length() - 1) // 2)) ** 2 // 2
         raise ValueError(
             f"num={num} lines do not fit in the real MUBs of R^{dim}: at most {most} "
             f"(the standard basis plus 4^k/2 unbiased bases of the largest R^(4^k) inside)"

@@ -85,6 +85,16 @@ def test_embedded_mubs_attain_one_over_sqrt_of_the_mub_dimension(num, dim, sub):
     assert torch.equal(frame[:dim], torch.eye(dim, dtype=torch.float64))
 
 
+@pytest.mark.parametrize(("num", "dim"), [(11, 4), (12, 4), (137, 16), (144, 16), (2100, 64)])
+def test_known_optimal_uses_mubs_in_the_whole_orthoplex_range(num, dim):
+    # d = 4^k, d (d+1)/2 < N <= d (d+2)/2: coherence 1/sqrt(d) = the orthoplex bound
+    frame = known_optimal(num, dim)
+    assert frame is not None and frame.shape == (num, dim)
+    bound = lower_bound(num, dim)
+    assert bound.name == "orthoplex" and abs(coherence(frame) - bound.value) < 1e-12
+    assert known_optimal(dim * (dim + 1) // 2, dim) is None  # Welch range: not optimal
+
+
 def test_embedded_mubs_small_num_is_orthonormal_and_capacity_is_exact():
     assert mub_coherence(7, 9) == 0.0 and mub_dimension(7, 9) is None
     assert coherence(embedded_mubs(7, 9)) == 0.0
@@ -105,7 +115,7 @@ def test_invalid_arguments_raise():
         real_mubs(16.0)
     with pytest.raises(ValueError, match="do not fit.*at most 2148"):
         embedded_mubs(2149, 100)
-    with pytest.raises(ValueError, match="do not fit.*at most 3"):
+    with pytest.raises(ValueError, match="need dim >= 4; with dim=3 at most num=3"):
         embedded_mubs(4, 3)
     with pytest.raises(ValueError, match="num must be >= 1"):
         mub_coherence(0, 3)
