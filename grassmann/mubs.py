@@ -50,6 +50,17 @@ from ._validation import check_int
 __all__ = ["embedded_mubs", "mub_coherence", "mub_dimension", "real_mubs"]
 
 
+def _largest_power_of_four(dim: int) -> int:
+    """The largest ``4^k <= dim`` (``dim >= 1``)."""
+    return 4 ** ((dim.bit_length() - 1) // 2)
+
+
+def _capacity(dim: int) -> int:
+    """Most lines :func:`embedded_mubs` puts in ``R^dim`` (``dim >= 4``): ``dim + 4^k 4^k / 2``."""
+    sub = _largest_power_of_four(dim)
+    return dim + sub * sub // 2
+
+
 def _power_of_four(dim: int) -> bool:
     return dim >= 4 and dim & (dim - 1) == 0 and (dim.bit_length() - 1) % 2 == 0
 
@@ -148,8 +159,7 @@ def mub_dimension(num: int, dim: int) -> int | None:
     dim = check_int("dim", dim, minimum=1)
     if dim < 4 or num <= dim:
         return None
-    sub = 4 ** ((dim.bit_length() - 1) // 2)
-    return sub if num <= dim + sub * sub // 2 else None
+    return _largest_power_of_four(dim) if num <= _capacity(dim) else None
 
 
 def mub_coherence(num: int, dim: int) -> float | None:
@@ -206,9 +216,8 @@ def embedded_mubs(
         )
     sub = mub_dimension(num, dim)
     if sub is None:
-        most = dim + (4 ** ((dim.bit_length() - 1) // 2)) ** 2 // 2
         raise ValueError(
-            f"num={num} lines do not fit in the real MUBs of R^{dim}: at most {most} "
+            f"num={num} lines do not fit in the real MUBs of R^{dim}: at most {_capacity(dim)} "
             f"(the standard basis plus 4^k/2 unbiased bases of the largest R^(4^k) inside)"
         )
     extra = num - dim  # vectors beyond the standard basis of R^dim
