@@ -222,6 +222,18 @@ def _prime_powers() -> tuple[int, ...]:
     return tuple(q for q in range(2, 1 << 12) if prime_power(q))
 
 
+@lru_cache(maxsize=8)
+def _codes(family: str) -> tuple[TraceCode, ...]:
+    """The codes of a sequence family for every allowed ``m <= 40``, by increasing ``m``."""
+    out = []
+    for m in range(3, 41):
+        try:
+            out.append(trace_code(family, m))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
 def _largest_at_most(values: tuple[int, ...], limit: int) -> Iterator[int]:
     """``values`` (sorted) that are ``<= limit``, largest first."""
     for i in range(bisect.bisect_right(values, limit) - 1, -1, -1):
@@ -405,13 +417,9 @@ def _flat(num: int, dim: int) -> Iterator[_Spec]:
     ):
         for extended in variants:
             best = None
-            for m in range(3, 64):
-                if (1 << m) - (0 if extended else 1) > dim:
+            for code in _codes(family):
+                if code.dim(extended) > dim:
                     break
-                try:
-                    code = trace_code(family, m)
-                except ValueError:
-                    continue
                 if extra > code.size or extra <= _prefix_family_size(code):
                     continue  # too small, or the first rows are a family listed on its own
                 own = code.dim(extended)
@@ -548,13 +556,9 @@ def _sphere_specs(num: int, dim: int) -> list[_Spec]:
     # punctured ±1 families as spherical codes: signed max (2^(m - r/2) - 1)/(2^m - 1)
     for family in ("gold", "kasami_small", "kasami_large", "dual_bch"):
         best = None
-        for m in range(3, 64):
-            if (1 << m) - 1 > dim:
+        for code in _codes(family):
+            if code.dim(False) > dim:
                 break
-            try:
-                code = trace_code(family, m)
-            except ValueError:
-                continue
             if _prefix_family_size(code) < num <= code.size:
                 mu = code.coherence(num, extended=False, signed=True)
                 if best is None or mu < best[1]:

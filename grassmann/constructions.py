@@ -18,12 +18,17 @@ naimark_complement   (N, N - d)      ETF -> ETF                      Welch
 icosahedron          (12, 3)         1/sqrt 5 (sphere and 6 lines)   Fejes Tóth / Levenshtein
 polygon              (N, 2)          cos(2 pi/N) sphere, cos(pi/N)   Levenshtein / planar
 e8_roots             (240, 8)        1/2 (sphere; 120 lines: 1/2)    Levenshtein / Levenstein
+root_system          D_n, E_6, E_7   1/2 (sphere and lines)          Levenstein for the lines of
+                                                                     D_4, E_6, E_7 (12, 36, 63)
+triangular_lines     (C(n,2), n)     1/3 (lines), 4 <= n <= 8        Welch for n = 5, 8
 embedded_mubs        d(d+1)/2 < N    1/sqrt(d) (lines), d = 4^k      orthoplex (N = d(d+2)/2:
                      <= d(d+2)/2                                     also Levenstein)
 ===================  ==============  ==============================  =============================
 
 :func:`grassmann.mubs.real_mubs` and :func:`grassmann.mubs.embedded_mubs` (real mutually unbiased
-bases, and their use for any ``N <= d + 4^k 4^k / 2`` in ``R^d``) live in :mod:`grassmann.mubs`.
+bases, and their use for any ``N <= d + 4^k 4^k / 2`` in ``R^d``) live in :mod:`grassmann.mubs`,
+the sequence families for ``N >> d`` in :mod:`grassmann.sequences`, the design-based frames in
+:mod:`grassmann.designs`, and the listing of all of them for a size in :mod:`grassmann.catalog`.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ class TraceCode:
         comps = self.components if level is None else self.components[:level]
         return 1 << sum(k for _, k in comps)
 
-    @property
+    @cached_property
     def size(self) -> int:
         """Number of vectors: ``2^m`` per class."""
         return self.classes() << self.m
