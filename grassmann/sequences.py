@@ -29,14 +29,14 @@ occurring (MacWilliams & Sloane, *The Theory of Error-Correcting Codes*, 1977, C
 * punctured: ``mu = (2^{m - r/2} + 1) / (2^m - 1)`` (``1/n`` within one class: a simplex);
   signed, as a spherical code: ``max <v, w> = (2^{m - r/2} - 1) / (2^m - 1)``.
 
-====================  =========  =========================  ============  ==================
-family                m          quadratic part             classes       least rank
-====================  =========  =========================  ============  ==================
-Gold                  odd >= 3   Tr(a x^3)                  2^m           m - 1
-Kasami, small set     even >= 4  Tr_1^{m/2}(c x^{2^{m/2}+1})  2^{m/2}     m (bent)
-Kasami, large set     even >= 4  small + Tr(a x^{2^{m/2+1}+1})  2^{3m/2}  m - 2
-dual BCH (3 zeros)    odd >= 5   Tr(a x^3 + c x^5)          2^{2m}        m - 3
-====================  =========  =========================  ============  ==================
+==================  =========  ================================  ========  ==========
+family              m          quadratic part                    classes   least rank
+==================  =========  ================================  ========  ==========
+Gold                odd >= 3   Tr(a x^3)                         2^m       m - 1
+Kasami, small set   even >= 4  Tr_1^{m/2}(c x^{2^{m/2}+1})       2^{m/2}   m (bent)
+Kasami, large set   even >= 4  small + Tr(a x^{2^{m/2+1}+1})     2^{3m/2}  m - 2
+dual BCH (3 zeros)  odd >= 5   Tr(a x^3 + c x^5)                 2^{2m}    m - 3
+==================  =========  ================================  ========  ==========
 
 (Gold 1967, 1968; Kasami 1966, 1969; Sarwate & Pursley 1980, "Crosscorrelation properties of
 pseudorandom and related sequences", Proc. IEEE 68; Helleseth & Kumar 1998, "Sequences with low
@@ -329,7 +329,9 @@ def kasami(
     Large set (``2^{5m/2}`` vectors): the small set plus the decimation by ``2^{m/2+1} + 1``;
     the first ``2^{3m/2}`` rows are the small set, beyond that the coherence is
     ``(2^{m/2+1} + 1) / (2^m - 1)`` (punctured) or ``2^{-(m-2)/2}`` (extended) (Kasami 1969;
-    Helleseth & Kumar 1998).
+    Helleseth & Kumar 1998, for ``m = 2 (mod 4)``; for ``m = 0 (mod 4)`` the least rank
+    ``m - 2`` is checked by exhaustive Walsh spectra, in the tests for ``m = 4, 8`` and once for
+    ``m = 12``, as for ``m = 6, 10``).
 
     Raises
     ------

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import runpy
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import torch
@@ -169,3 +171,13 @@ def test_invalid_arguments_raise():
         frame_candidates(5, 3, "cube")
     with pytest.raises(TypeError, match="num must be an integer"):
         frame_candidates(5.0, 3)
+
+
+def test_bench_frames_runs_on_a_small_size(monkeypatch, capsys):
+    # the benchmark script cannot rot: one small size, with the float64 verification
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(root))
+    bench = runpy.run_path(str(root / "bench_frames.py"), run_name="bench_frames")
+    bench["main"](["--sizes", "1000x31", "--verify"])
+    out = capsys.readouterr().out
+    assert "gold(m=5), punctured + basis" in out and "| 0.290322580645161 |" in out
