@@ -42,7 +42,7 @@ from ._finite_fields import prime_power
 from ._validation import check_choice, check_int
 from .bounds import lower_bound
 from .designs import devore_frame, hadamard, hadamard_order, steiner_etf, steiner_etf_size
-from .mubs import embedded_mubs, mub_coherence, punctured_mubs
+from .mubs import embedded_mubs, mub_coherence, punctured_mub_coherence, punctured_mubs
 from .sequences import TraceCode, _fill, trace_code
 
 __all__ = ["Candidate", "frame_candidates"]
@@ -366,6 +366,27 @@ def _steiner_complements() -> tuple[tuple[int, str, int, int, float], ...]:
     return tuple(out)
 
 
+def _best_punctured_kerdock(count: int, dim: int, signed: bool) -> tuple[int, float] | None:
+    """``(n, mu)`` of the best punctured Kerdock set ``R^n``, ``n = 4^k - 1 <= dim``, for
+    ``count`` of its vectors: lines after the standard basis (cross coherence ``1/sqrt(n)``),
+    or alone as a spherical code (``signed``)."""
+    best = None
+    for m in range(4, 64, 2):
+        n = (1 << m) - 1
+        if n > dim:
+            break
+        if count > (n + 1) ** 2 // 2:
+            continue
+        if signed:
+            mu = punctured_mub_coherence(count, n, signed=True)
+        else:
+            cross = 1.0 / math.sqrt(n)
+            mu = cross if count == 1 else max(cross, punctured_mub_coherence(count, n))
+        if best is None or mu < best[1]:
+            best = (n, mu)
+    return best
+
+
 def _flat(num: int, dim: int) -> Iterator[_Spec]:
     """Families of ``±1/sqrt(n)`` vectors, after the standard basis of ``R^dim``."""
     extra = num - dim  # vectors beyond the standard basis (num > dim here)
@@ -390,18 +411,9 @@ def _flat(num: int, dim: int) -> Iterator[_Spec]:
                                                                          device=dev),
         )  # fmt: skip
     # punctured Kerdock: R^(4^k - 1)
-    best = None
-    for m in range(4, 64, 2):
-        n = (1 << m) - 1
-        if n > dim:
-            break
-        if extra <= (n + 1) ** 2 // 2:
-            mu_p = 1.0 / math.sqrt(n) if extra <= n + 1 else ((1 << (m // 2)) + 1) / n
-            if best is None or mu_p < best[1]:
-                best = (m, mu_p)
+    best = _best_punctured_kerdock(extra, dim, signed=False)
     if best is not None:
-        m, mu_p = best
-        n = (1 << m) - 1
+        n, mu_p = best
         yield _Spec(
             "kerdock_punctured", f"punctured_mubs({n}) + basis",
             "Kerdock 1972; MacWilliams & Sloane 1977, Ch. 15", n, dim + (n + 1) ** 2 // 2, mu_p,
@@ -578,15 +590,7 @@ def _sphere_specs(num: int, dim: int) -> list[_Spec]:
                 )
             )
     # the punctured Kerdock set: signed max (2^(m/2) - 1)/(2^m - 1) beyond one basis
-    best_k = None
-    for m in range(4, 64, 2):
-        n = (1 << m) - 1
-        if n > dim:
-            break
-        if num <= (n + 1) ** 2 // 2:
-            mu = -1.0 / n if num <= n + 1 else ((1 << (m // 2)) - 1) / n
-            if best_k is None or mu < best_k[1]:
-                best_k = (n, mu)
+    best_k = _best_punctured_kerdock(num, dim, signed=True)
     if best_k is not None:
         n, mu = best_k
         specs.append(

@@ -242,13 +242,18 @@ def _punctured_m(dim: int) -> int:
     return (dim + 1).bit_length() - 1
 
 
-def punctured_mub_coherence(num: int, dim: int) -> float:
+def punctured_mub_coherence(num: int, dim: int, signed: bool = False) -> float:
     """Coherence of the first ``num`` rows of :func:`punctured_mubs` ``(dim)``, ``dim = 2^m -
     1``: ``1/dim`` for ``num <= dim + 1`` (one basis: a simplex), else ``(2^{m/2} + 1) / dim``.
+
+    ``signed=True``: the largest signed inner product (spherical code), ``-1/dim`` and
+    ``(2^{m/2} - 1) / dim``.
     """
     m = _punctured_m(dim)
     num = check_int("num", num, minimum=2, maximum=(dim + 1) ** 2 // 2)
-    return 1.0 / dim if num <= dim + 1 else ((1 << (m // 2)) + 1) / dim
+    if num <= dim + 1:
+        return -1.0 / dim if signed else 1.0 / dim
+    return ((1 << (m // 2)) + (-1 if signed else 1)) / dim
 
 
 def punctured_mubs(

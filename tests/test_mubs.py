@@ -113,6 +113,8 @@ def test_punctured_mubs_attain_their_coherence_and_start_with_a_simplex(dim):
     assert torch.allclose(frame.norm(dim=1), torch.ones(len(frame), dtype=torch.float64))
     for num in (2, sub, sub + 1, len(frame)):
         assert abs(coherence(frame[:num]) - punctured_mub_coherence(num, dim)) < 1e-14
+        signed = coherence(frame[:num], mode="sphere")
+        assert abs(signed - punctured_mub_coherence(num, dim, signed=True)) < 1e-14
     assert punctured_mub_coherence(len(frame), dim) == (math.isqrt(sub) + 1) / dim
     # the first basis is a regular simplex: all inner products -1/dim
     gram = frame[:sub] @ frame[:sub].T
