@@ -9,9 +9,10 @@ module of the same name is still importable as ``from grassmann.coherence import
 
 from importlib.metadata import PackageNotFoundError, version
 
-from grassmann import bounds, constructions, mubs, npyio
+from grassmann import bounds, catalog, constructions, designs, mubs, npyio, sequences
 from grassmann.angles import SUBSPACE_METRICS, karcher_mean, principal_angles, subspace_distance
 from grassmann.bounds import Bound, lower_bound, subspace_lower_bound
+from grassmann.catalog import Candidate, frame_candidates
 from grassmann.coherence import (
     CoherenceReport,
     SubspaceCoherence,
@@ -20,9 +21,17 @@ from grassmann.coherence import (
     subspace_coherence,
 )
 from grassmann.constructions import known_optimal
+from grassmann.designs import devore_frame, hadamard, steiner_etf
 from grassmann.heads import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
 from grassmann.manifold import Grassmann
-from grassmann.mubs import embedded_mubs, mub_coherence, mub_dimension, real_mubs
+from grassmann.mubs import (
+    embedded_mubs,
+    mub_coherence,
+    mub_dimension,
+    punctured_mubs,
+    real_mubs,
+)
+from grassmann.sequences import dual_bch, gold, kasami
 from grassmann.stiefel import (
     Stiefel,
     cayley_retraction,
@@ -62,9 +71,22 @@ __all__ = [
     "embedded_mubs",
     "mub_coherence",
     "mub_dimension",
+    "punctured_mubs",
+    # algebraic frames and their catalog
+    "frame_candidates",
+    "Candidate",
+    "gold",
+    "kasami",
+    "dual_bch",
+    "steiner_etf",
+    "hadamard",
+    "devore_frame",
     "bounds",
+    "catalog",
     "constructions",
+    "designs",
     "mubs",
+    "sequences",
     # heads
     "EBVHead",
     "FixedClassifierHead",

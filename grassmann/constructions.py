@@ -18,12 +18,17 @@ naimark_complement   (N, N - d)      ETF -> ETF                      Welch
 icosahedron          (12, 3)         1/sqrt 5 (sphere and 6 lines)   Fejes Tóth / Levenshtein
 polygon              (N, 2)          cos(2 pi/N) sphere, cos(pi/N)   Levenshtein / planar
 e8_roots             (240, 8)        1/2 (sphere; 120 lines: 1/2)    Levenshtein / Levenstein
+root_system          D_n, E_6, E_7   1/2 (sphere and lines)          Levenstein for the lines of
+                                                                     D_4, E_6, E_7 (12, 36, 63)
+triangular_lines     (C(n,2), n)     1/3 (lines), 4 <= n <= 8        Welch for n = 5, 8
 embedded_mubs        d(d+1)/2 < N    1/sqrt(d) (lines), d = 4^k      orthoplex (N = d(d+2)/2:
                      <= d(d+2)/2                                     also Levenstein)
 ===================  ==============  ==============================  =============================
 
 :func:`grassmann.mubs.real_mubs` and :func:`grassmann.mubs.embedded_mubs` (real mutually unbiased
-bases, and their use for any ``N <= d + 4^k 4^k / 2`` in ``R^d``) live in :mod:`grassmann.mubs`.
+bases, and their use for any ``N <= d + 4^k 4^k / 2`` in ``R^d``) live in :mod:`grassmann.mubs`,
+the sequence families for ``N >> d`` in :mod:`grassmann.sequences`, the design-based frames in
+:mod:`grassmann.designs`, and the listing of all of them for a size in :mod:`grassmann.catalog`.
 """
 
 from __future__ import annotations
@@ -33,10 +38,8 @@ import math
 import numpy as np
 import torch
 
-from ._finite_fields import irreducible_polynomial, prime_power
+from ._finite_fields import jacobsthal_matrix, prime_power
 from ._validation import check_choice, check_int, check_tensor
-from .bounds import lower_bound
-from .mubs import embedded_mubs, mub_dimension
 
 __all__ = [
     "clebsch_etf",
@@ -49,7 +52,9 @@ __all__ = [
     "orthoplex",
     "paley_etf",
     "polygon",
+    "root_system",
     "simplex",
+    "triangular_lines",
 ]
 
 
@@ -108,31 +113,6 @@ def orthoplex(num: int, dim: int, *, dtype=None, device=None) -> torch.Tensor:
 # Paley conference matrices over GF(q)
 
 
-def _quadratic_character_table(q: int) -> np.ndarray:
-    """``Q[a, b] = chi(a - b)`` over GF(q): the Jacobsthal matrix (q x q, entries 0, ±1)."""
-    p, m = prime_power(q)  # type: ignore[misc]
-    powers = p ** np.arange(m)
-    digits = (np.arange(q)[:, None] // powers) % p  # (q, m), little-endian
-    f = irreducible_polynomial(p, m)
-    prod = np.zeros((q, 2 * m - 1), dtype=np.int64)
-    for i in range(m):
-        for j in range(m):
-            prod[:, i + j] += digits[:, i] * digits[:, j]
-    prod %= p
-    for deg in range(2 * m - 2, m - 1, -1):  # x^m = -(f_0 + ... + f_{m-1} x^{m-1})
-        c = prod[:, deg].copy()
-        for i in range(m):
-            prod[:, deg - m + i] -= c * f[i]
-        prod[:, deg] = 0
-        prod %= p
-    squares = np.zeros(q, dtype=bool)
-    squares[(prod[:, :m] @ powers)[1:]] = True
-    chi = np.where(squares, 1, -1)
-    chi[0] = 0
-    diff = ((digits[:, None, :] - digits[None, :, :]) % p) @ powers
-    return chi[diff]
-
-
 def paley_etf(num: int, *, dtype=None, device=None) -> torch.Tensor:
     """Real equiangular tight frame of ``num = 2 d`` vectors in ``R^d`` (Paley).
 
@@ -159,7 +139,7 @@ def paley_etf(num: int, *, dtype=None, device=None) -> torch.Tensor:
     conf = np.zeros((num, num), dtype=np.int64)
     conf[0, 1:] = 1
     conf[1:, 0] = 1
-    conf[1:, 1:] = _quadratic_character_table(q)
+    conf[1:, 1:] = jacobsthal_matrix(q)
     if not np.array_equal(conf @ conf, q * np.eye(num, dtype=np.int64)):  # pragma: no cover
         raise RuntimeError("internal error: Paley conference matrix check failed")
     gram = np.eye(num) + conf / math.sqrt(q)
@@ -180,23 +160,43 @@ def clebsch_etf(*, dtype=None, device=None) -> torch.Tensor:
     return _out(_frame_from_gram(np.eye(16) + seidel / 3.0, 6), dtype, device)
 
 
+def triangular_lines(n: int, *, dtype=None, device=None) -> torch.Tensor:
+    """``C(n, 2)`` equiangular lines at angle ``arccos(1/3)`` from the triangular graph
+    ``T(n)``, ``4 <= n <= 8``: in ``R^n`` (``n <= 7``) or ``R^7`` (``n = 8``).
+
+    The vectors ``e_i + e_j - c 1`` (``i < j``) of ``R^n`` have squared norm ``2 - 4c + n
+    c^2``, inner product ``1 - 4c + n c^2`` when ``{i, j}`` and ``{k, l}`` share an index and
+    ``-4c + n c^2`` otherwise. With ``2 n c^2 - 8 c + 1 = 0`` (real for ``n <= 8``) these are
+    ``3/2`` and ``±1/2``: all cosines are ``±1/3`` (Lemmens & Seidel 1973). ``n = 8`` gives
+    ``c = 1/4``, vectors orthogonal to ``1``: the 28 lines of :func:`johnson_etf`; ``n = 5``
+    the 10 lines of the Paley ETF; ``n = 4`` 6 lines in ``R^4``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not in ``4 .. 8``.
+    """
+    n = check_int("n", n, minimum=4, maximum=8)
+    c = (8.0 - math.sqrt(64.0 - 8.0 * n)) / (4.0 * n)
+    i, j = np.triu_indices(n, 1)
+    v = np.full((len(i), n), -c)
+    v[np.arange(len(i)), i] += 1.0
+    v[np.arange(len(i)), j] += 1.0
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    if n == 8:  # rank 7: coordinates in the complement of the all-ones vector
+        v = _frame_from_gram(v @ v.T, 7)
+    return _out(v, dtype, device)
+
+
 def johnson_etf(*, dtype=None, device=None) -> torch.Tensor:
     """The 28 equiangular lines in ``R^7`` (coherence 1/3 = Welch bound).
 
     The ``C(8, 2) = 28`` vectors ``e_i + e_j - (1/4) 1`` of ``R^8`` lie in the 7-dimensional
     complement of the all-ones vector; two of them have cosine ``+1/3`` when ``{i, j}`` and
-    ``{k, l}`` share an index and ``-1/3`` otherwise (Lemmens & Seidel 1973).
+    ``{k, l}`` share an index and ``-1/3`` otherwise (Lemmens & Seidel 1973). The same as
+    :func:`triangular_lines` ``(8)``.
     """
-    rows = []
-    for i in range(8):
-        for j in range(i + 1, 8):
-            v = np.full(8, -0.25)
-            v[i] += 1.0
-            v[j] += 1.0
-            rows.append(v)
-    v = np.array(rows)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return _out(_frame_from_gram(v @ v.T, 7), dtype, device)
+    return triangular_lines(8, dtype=dtype, device=device)
 
 
 def naimark_complement(frame: torch.Tensor, *, dtype=None, device=None) -> torch.Tensor:
@@ -265,85 +265,94 @@ def polygon(num: int, mode: str = "sphere", *, dtype=None, device=None) -> torch
     return _out(np.stack([np.cos(ang), np.sin(ang)], axis=1), dtype, device)
 
 
+def _max_pair_first(rows: np.ndarray) -> np.ndarray:
+    """Reorder (and re-sign) ``rows`` so that rows 0 and 1 have the largest signed inner
+    product of row 0 with any other, and it is positive: then every prefix of two or more
+    rows attains the coherence of a root system (all of whose roots look alike)."""
+    g = rows[1:] @ rows[0]
+    j = 1 + int(np.argmax(np.abs(g)))
+    sign = 1.0 if g[j - 1] > 0 else -1.0
+    order = [0, j] + [k for k in range(1, len(rows)) if k != j]
+    out = rows[order].copy()
+    out[1] *= sign
+    return out
+
+
+def _e8_positive() -> np.ndarray:
+    """One root per ± pair of E8: ``e_i + e_j``, ``e_i - e_j`` (``i < j``) and
+    ``(±1/2)^8`` with an even number of minus signs and a first entry ``+1/2``."""
+    i, j = np.triu_indices(8, 1)
+    plus = np.zeros((28, 8))
+    plus[np.arange(28), i] = 1.0
+    plus[np.arange(28), j] = 1.0
+    minus = plus.copy()
+    minus[np.arange(28), j] = -1.0
+    codes = np.arange(128)  # signs of entries 1..7; entry 0 is +
+    bits = (codes[:, None] >> np.arange(7)) & 1
+    halves = np.concatenate([np.zeros((128, 1)), bits], axis=1)
+    halves = halves[halves.sum(axis=1) % 2 == 0]
+    return np.concatenate([plus, minus, 0.5 - halves])
+
+
+def root_system(
+    family: str, rank: int, mode: str = "sphere", *, dtype=None, device=None
+) -> torch.Tensor:
+    """The roots of ``D_n`` (``family="D"``, ``rank = n >= 3``) or ``E_6, E_7, E_8``
+    (``family="E"``), normalised; with ``mode="lines"`` one root per ± pair.
+
+    ``D_n``: ``±e_i ± e_j`` in ``R^n``, ``2 n (n - 1)`` roots. ``E_8``: those of ``D_8`` and
+    ``(±1/2)^8`` with an even number of minus signs, 240 roots. ``E_7`` (126 roots) and ``E_6``
+    (72) are the roots of ``E_8`` orthogonal to the root ``rho = (1/2) 1``, and to ``rho`` and
+    ``-(e_1 + e_2)`` (an ``A_2``), written in an orthonormal basis of that complement
+    (Conway & Sloane, *Sphere Packings, Lattices and Groups*, Ch. 4). Two distinct roots of a
+    simply-laced root system have inner product ``0, ±1/2`` or ``-1`` (normalised), so the
+    coherence is ``1/2`` in both modes. It meets the Levenstein bound for the lines of ``D_4``
+    (12 lines in ``R^4``), ``E_6`` (36 lines in ``R^6``), ``E_7`` (63 in ``R^7``) and ``E_8``
+    (120 in ``R^8``), and the Levenshtein bound for the 240 points of ``E_8``.
+
+    Rows 0 and 1 are at ``60`` degrees, so every subset of the first ``N >= 2`` rows keeps the
+    coherence ``1/2``; in sphere mode the second half of the rows are the negatives of the
+    first.
+
+    Raises
+    ------
+    ValueError
+        If ``family``/``rank`` is not one of those.
+    """
+    from scipy.linalg import null_space
+
+    family = check_choice("family", family, ("D", "E"))
+    mode = check_choice("mode", mode, ("lines", "sphere"))
+    if family == "D":
+        n = check_int("rank", rank, minimum=3)
+        i, j = np.triu_indices(n, 1)
+        k = len(i)
+        pos = np.zeros((2 * k, n))
+        pos[np.arange(2 * k), np.tile(i, 2)] = 1.0
+        pos[np.arange(2 * k), np.tile(j, 2)] = np.repeat([1.0, -1.0], k)
+    else:
+        rank = check_int("rank", rank, minimum=6, maximum=8)
+        pos = _e8_positive()
+        if rank < 8:
+            perp = [np.full(8, 0.5)] + ([-np.eye(8)[0] - np.eye(8)[1]] if rank == 6 else [])
+            con = np.array(perp)
+            pos = pos[np.all(np.abs(pos @ con.T) < 1e-12, axis=1)]
+            pos = pos @ null_space(con)  # coordinates in an orthonormal basis of the complement
+    pos = _max_pair_first(pos / np.linalg.norm(pos, axis=1, keepdims=True))
+    rows = pos if mode == "lines" else np.concatenate([pos, -pos])
+    return _out(rows, dtype, device)
+
+
 def e8_roots(mode: str = "sphere", *, dtype=None, device=None) -> torch.Tensor:
     """The 240 roots of E8 (normalised), or with ``mode="lines"`` 120 of them, one per ± pair.
 
     The roots are ``±e_i ± e_j`` (112) and ``(±1/2)^8`` with an even number of minus signs
     (128). Sphere mode: largest inner product 1/2, the Levenshtein bound for 240 points in
     ``R^8`` (the kissing configuration; Levenshtein 1979, Odlyzko & Sloane 1979). Lines: 120
-    lines with coherence 1/2, the Levenstein bound for (120, 8).
+    lines with coherence 1/2, the Levenstein bound for (120, 8). The same as
+    :func:`root_system` ``("E", 8, mode)``.
     """
-    mode = check_choice("mode", mode, ("lines", "sphere"))
-    rows = []
-    for i in range(8):
-        for j in range(i + 1, 8):
-            for si in (1.0, -1.0):
-                for sj in (1.0, -1.0):
-                    v = np.zeros(8)
-                    v[i], v[j] = si, sj
-                    rows.append(v)
-    for code in range(256):
-        signs = np.array([-1.0 if (code >> b) & 1 else 1.0 for b in range(8)])
-        if (signs < 0).sum() % 2 == 0:
-            rows.append(0.5 * signs)
-    r = np.array(rows)
-    if mode == "lines":
-        first = r[np.arange(len(r)), (r != 0).argmax(axis=1)]
-        r = r[first > 0]
-    return _out(r, dtype, device)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _candidates(num: int, dim: int, mode: str):
-    """Yield (builder, stated coherence) for constructions of this size."""
-    if mode == "lines":
-        if num <= dim:
-            yield (lambda: orthonormal(num, dim)), 0.0
-            return
-        if dim == 1:
-            yield (lambda: torch.ones(num, 1, dtype=torch.float64)), 1.0
-        if num == dim + 1:
-            yield (lambda: simplex(dim)), 1.0 / dim
-        if dim == 2:
-            yield (lambda: polygon(num, "lines")), math.cos(math.pi / num)
-        pm = prime_power(num - 1)
-        if num == 2 * dim and pm is not None and (num - 1) % 4 == 1:
-            yield (lambda: paley_etf(num)), 1.0 / math.sqrt(num - 1)
-        if (num, dim) == (16, 6):
-            yield clebsch_etf, 1.0 / 3.0
-        if (num, dim) == (16, 10):
-            yield (lambda: naimark_complement(clebsch_etf())), 1.0 / 5.0
-        if (num, dim) == (28, 7):
-            yield johnson_etf, 1.0 / 3.0
-        if (num, dim) == (28, 21):
-            yield (lambda: naimark_complement(johnson_etf())), 1.0 / 9.0
-        if (num, dim) == (120, 8):
-            yield (lambda: e8_roots("lines")), 0.5
-        if dim * (dim + 1) // 2 < num and mub_dimension(num, dim) == dim:  # dim = 4^k
-            yield (lambda: embedded_mubs(num, dim)), 1.0 / math.sqrt(dim)
-        return
-    if num <= dim + 1:
-        yield (lambda: _embedded_simplex(num, dim)), -1.0 / (num - 1)
-        return
-    if num <= 2 * dim:
-        yield (lambda: orthoplex(num, dim)), 0.0
-    if dim == 1:
-        yield (lambda: torch.ones(num, 1, dtype=torch.float64)), 1.0
-    if dim == 2:
-        yield (lambda: polygon(num, "sphere")), math.cos(2 * math.pi / num)
-    if (num, dim) == (12, 3):
-        yield icosahedron, 1.0 / math.sqrt(5.0)
-    if (num, dim) == (240, 8):
-        yield e8_roots, 0.5
-
-
-def _embedded_simplex(num: int, dim: int) -> torch.Tensor:
-    if num == 1:
-        return orthonormal(1, dim)
-    s = simplex(num - 1)
-    return torch.cat([s, s.new_zeros(num, dim - (num - 1))], dim=1)
+    return root_system("E", 8, mode, dtype=dtype, device=device)
 
 
 _VERIFY_FLOPS = 2e9
@@ -354,27 +363,28 @@ def known_optimal(
 ) -> torch.Tensor | None:
     """A frame of ``num`` unit vectors in ``R^dim`` whose coherence equals the lower bound.
 
-    Returns ``None`` when no construction of this module is known to meet
-    :func:`grassmann.bounds.lower_bound` for this size. A returned frame is provably optimal:
+    The first provably optimal entry of :func:`grassmann.frame_candidates` (closed forms,
+    root systems, ETFs, MUBs, ...). Returns ``None`` when no construction there is known to
+    meet :func:`grassmann.bounds.lower_bound` for this size. A returned frame is provably optimal:
     its coherence (``mode="lines"``: ``max |cos|``, ``"sphere"``: signed max) equals the
     largest valid lower bound to ``1e-12``. The equality is checked here: the stated
     coherence of the construction against the bound always, and the coherence computed from
     the frame in float64 whenever that costs less than about ``2e9`` flops (larger
     orthonormal/orthoplex/simplex frames are exact by construction and covered by the tests).
     """
+    from .catalog import frame_candidates
     from .coherence import coherence
 
     num = check_int("num", num, minimum=2)
     dim = check_int("dim", dim, minimum=1)
     mode = check_choice("mode", mode, ("lines", "sphere"))
-    bound = lower_bound(num, dim, mode).value
-    for build, stated in _candidates(num, dim, mode):
-        if abs(stated - bound) > 1e-12:
+    for cand in frame_candidates(num, dim, mode):
+        if not cand.optimal:
             continue
-        frame = build()
+        frame = cand.build()
         if float(num) * num * dim <= _VERIFY_FLOPS:
             mu = coherence(frame, mode=mode)
-            if abs(mu - bound) > 1e-12:  # pragma: no cover - guards the table above
+            if abs(mu - cand.bound) > 1e-12:  # pragma: no cover - guards the catalog
                 continue
         return frame.to(dtype=dtype or torch.float64, device=device)
     return None

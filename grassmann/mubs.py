@@ -47,7 +47,14 @@ import torch
 from ._finite_fields import gf2_field
 from ._validation import check_int
 
-__all__ = ["embedded_mubs", "mub_coherence", "mub_dimension", "real_mubs"]
+__all__ = [
+    "embedded_mubs",
+    "mub_coherence",
+    "mub_dimension",
+    "punctured_mub_coherence",
+    "punctured_mubs",
+    "real_mubs",
+]
 
 
 def _largest_power_of_four(dim: int) -> int:
@@ -225,3 +232,54 @@ def embedded_mubs(
     out[np.arange(dim), np.arange(dim)] = 1.0
     out[dim:, :sub] = _bases(sub, count)[sub : sub + extra]
     return _out(out, dtype, device)
+
+
+def _punctured_m(dim: int) -> int:
+    """``m`` with ``dim = 2^m - 1``, ``m`` even ``>= 4``; ``ValueError`` otherwise."""
+    dim = check_int("dim", dim, minimum=15)
+    if not _power_of_four(dim + 1):
+        raise ValueError(f"dim must be 4^k - 1 (15, 63, 255, 1023, ...), got {dim}")
+    return (dim + 1).bit_length() - 1
+
+
+def punctured_mub_coherence(num: int, dim: int, signed: bool = False) -> float:
+    """Coherence of the first ``num`` rows of :func:`punctured_mubs` ``(dim)``, ``dim = 2^m -
+    1``: ``1/dim`` for ``num <= dim + 1`` (one basis: a simplex), else ``(2^{m/2} + 1) / dim``.
+
+    ``signed=True``: the largest signed inner product (spherical code), ``-1/dim`` and
+    ``(2^{m/2} - 1) / dim``.
+    """
+    m = _punctured_m(dim)
+    num = check_int("num", num, minimum=2, maximum=(dim + 1) ** 2 // 2)
+    if num <= dim + 1:
+        return -1.0 / dim if signed else 1.0 / dim
+    return ((1 << (m // 2)) + (-1 if signed else 1)) / dim
+
+
+def punctured_mubs(
+    dim: int, num: int | None = None, *, dtype: torch.dtype | None = None, device=None
+) -> torch.Tensor:
+    """The ``(dim + 1)/2`` non-standard MUBs of ``R^{dim+1}`` (:func:`real_mubs`) punctured at
+    the coordinate ``x = 0``: up to ``(dim + 1)^2 / 2`` lines in ``R^dim``, ``dim = 4^k - 1``.
+
+    Every vector of those bases is ``±1/sqrt(dim + 1)`` with the entry ``+1`` at ``x = 0`` (the
+    forms vanish at 0 and the Hadamard column 0 is all ones), so dropping it lowers every inner
+    product by exactly ``1/(dim + 1)``: within a basis ``0 -> -1/(dim + 1)``, across bases
+    ``±2^{-m/2} -> ±2^{-m/2} - 1/(dim + 1)``. Renormalised, the coherence is ``(2^{m/2} + 1) /
+    (2^m - 1)``, the same as the small Kasami set (:func:`grassmann.sequences.kasami`) of the
+    same length, with ``2^{m/2 - 1}`` times as many vectors: e.g. 524,288 lines in ``R^1023``
+    at ``33/1023`` (the punctured Kerdock code; Kerdock 1972, MacWilliams & Sloane 1977,
+    Ch. 15). The first ``dim + 1`` rows (one basis) are a regular simplex.
+
+    Raises
+    ------
+    ValueError
+        If ``dim`` is not ``4^k - 1`` (``k >= 2``) or ``num`` exceeds ``(dim + 1)^2 / 2``.
+    """
+    _punctured_m(dim)
+    sub = dim + 1
+    most = sub * sub // 2
+    num = most if num is None else check_int("num", num, minimum=1, maximum=most)
+    count = -(-num // sub)
+    rows = _bases(sub, count + 1)[sub : sub + num, 1:]
+    return _out(rows * math.sqrt(sub / dim), dtype, device)

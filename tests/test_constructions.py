@@ -34,6 +34,11 @@ CASES = [
     ("polygon_lines", lambda: constructions.polygon(7, "lines"), "lines", math.cos(math.pi / 7)),
     ("e8", constructions.e8_roots, "sphere", 0.5),
     ("e8_lines", lambda: constructions.e8_roots("lines"), "lines", 0.5),
+    ("d4_lines", lambda: constructions.root_system("D", 4, "lines"), "lines", 0.5),
+    ("e6_lines", lambda: constructions.root_system("E", 6, "lines"), "lines", 0.5),
+    ("e7_lines", lambda: constructions.root_system("E", 7, "lines"), "lines", 0.5),
+    ("triangular8", lambda: constructions.triangular_lines(8), "lines", 1 / 3),
+    ("triangular5", lambda: constructions.triangular_lines(5), "lines", 1 / 3),
 ]
 
 
@@ -47,6 +52,37 @@ def test_construction_attains_its_coherence_and_the_lower_bound(name, build, mod
     num, dim = frame.shape
     if not (mode == "lines" and num <= dim):
         assert abs(lower_bound(num, dim, mode).value - mu) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("family", "rank", "count", "dim"),
+    [("D", 3, 12, 3), ("D", 4, 24, 4), ("D", 5, 40, 5), ("E", 6, 72, 6), ("E", 7, 126, 7)]
+    + [("E", 8, 240, 8)],
+)
+def test_root_systems_have_the_roots_and_inner_products_of_a_simply_laced_system(
+    family, rank, count, dim
+):
+    roots = constructions.root_system(family, rank)
+    assert roots.shape == (count, dim)
+    gram = roots @ roots.T
+    values = torch.unique(torch.round(gram * 2) / 2)
+    assert set(values.tolist()) == {-1.0, -0.5, 0.0, 0.5, 1.0}
+    assert torch.allclose(gram, torch.round(gram * 2) / 2, atol=1e-14)
+    half = count // 2  # the second half are the negatives; lines: the first half
+    assert torch.equal(roots[half:], -roots[:half])
+    lines = constructions.root_system(family, rank, "lines")
+    assert torch.equal(lines, roots[:half])
+    # the first two rows attain the coherence: any prefix of >= 2 rows keeps it
+    assert abs(coherence(roots[:2], mode="sphere") - 0.5) < 1e-15
+    assert torch.allclose(roots.T @ roots, count / dim * torch.eye(dim, dtype=roots.dtype))
+
+
+@pytest.mark.parametrize("n", [4, 5, 6, 7, 8])
+def test_triangular_lines_are_equiangular(n):
+    lines = constructions.triangular_lines(n)
+    assert lines.shape == (n * (n - 1) // 2, min(n, 7))
+    off = (lines @ lines.T).abs()[~torch.eye(len(lines), dtype=torch.bool)]
+    assert (off - 1 / 3).abs().max() < 1e-14
 
 
 def test_etfs_are_tight_and_equiangular():
@@ -117,3 +153,9 @@ def test_invalid_arguments_raise():
         constructions.naimark_complement(torch.randn(10, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="mode must be one of"):
         known_optimal(5, 3, "cube")
+    with pytest.raises(ValueError, match="rank must be >= 6"):
+        constructions.root_system("E", 5)
+    with pytest.raises(ValueError, match="family must be one of 'D', 'E'"):
+        constructions.root_system("A", 5)
+    with pytest.raises(ValueError, match="n must be <= 8"):
+        constructions.triangular_lines(9)

@@ -15,9 +15,10 @@ from grassmann import (
     lower_bound,
     mub_coherence,
     mub_dimension,
+    punctured_mubs,
     real_mubs,
 )
-from grassmann.mubs import _kerdock_set
+from grassmann.mubs import _kerdock_set, punctured_mub_coherence
 
 
 @pytest.mark.parametrize("m", [2, 4, 6, 8, 10])
@@ -104,6 +105,28 @@ def test_embedded_mubs_small_num_is_orthonormal_and_capacity_is_exact():
     assert mub_dimension(10, 3) is None and mub_coherence(10, 3) is None
 
 
+@pytest.mark.parametrize("dim", [15, 63])
+def test_punctured_mubs_attain_their_coherence_and_start_with_a_simplex(dim):
+    frame = punctured_mubs(dim)
+    sub = dim + 1
+    assert frame.shape == (sub * sub // 2, dim)
+    assert torch.allclose(frame.norm(dim=1), torch.ones(len(frame), dtype=torch.float64))
+    for num in (2, sub, sub + 1, len(frame)):
+        assert abs(coherence(frame[:num]) - punctured_mub_coherence(num, dim)) < 1e-14
+        signed = coherence(frame[:num], mode="sphere")
+        assert abs(signed - punctured_mub_coherence(num, dim, signed=True)) < 1e-14
+    assert punctured_mub_coherence(len(frame), dim) == (math.isqrt(sub) + 1) / dim
+    # the first basis is a regular simplex: all inner products -1/dim
+    gram = frame[:sub] @ frame[:sub].T
+    assert torch.allclose(
+        gram[~torch.eye(sub, dtype=torch.bool)],
+        torch.full((sub * dim,), -1.0 / dim, dtype=gram.dtype),
+    )
+    # the punctured vectors are the MUBs of R^(dim+1) without coordinate 0
+    full = real_mubs(sub)[sub:]
+    assert torch.allclose(frame, full[:, 1:] * math.sqrt(sub / dim))
+
+
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="dim must be a power of 4.*got 8"):
         real_mubs(8)
@@ -119,3 +142,7 @@ def test_invalid_arguments_raise():
         embedded_mubs(4, 3)
     with pytest.raises(ValueError, match="num must be >= 1"):
         mub_coherence(0, 3)
+    with pytest.raises(ValueError, match="dim must be 4\\^k - 1 .*got 31"):
+        punctured_mubs(31)
+    with pytest.raises(ValueError, match="num must be <= 128"):
+        punctured_mubs(15, 129)

@@ -1,0 +1,84 @@
+"""Hadamard matrices, Steiner ETFs and DeVore's frames: identities, exact coherence, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grassmann import coherence, devore_frame, hadamard, lower_bound, steiner_etf
+from grassmann.designs import hadamard_order, steiner_etf_size
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 12, 20, 24, 28, 36, 44, 52, 60, 68, 76, 100, 108])
+def test_hadamard_matrices_are_orthogonal_and_normalised(n):
+    # 12, 20, 28, 44, 60, 68, 108 by Paley I, 36, 52, 76, 100 by Paley II, 24 doubled
+    h = hadamard(n)
+    assert h.shape == (n, n) and set(h.unique().tolist()) <= {-1.0, 1.0}
+    assert torch.equal(h @ h.T, n * torch.eye(n, dtype=h.dtype))
+    assert (h[0] == 1).all() and (h[:, 0] == 1).all()
+
+
+def test_hadamard_orders_reached():
+    orders = [n for n in range(4, 200, 4) if not hadamard_order(n)]
+    assert orders == [92, 116, 156, 172, 184, 188]
+    assert not hadamard_order(6) and hadamard_order(2) and hadamard_order(1)
+
+
+@pytest.mark.parametrize(
+    ("v", "design", "shape"),
+    [(4, "pairs", (16, 6)), (8, "pairs", (64, 28)), (12, "pairs", (144, 66))]
+    + [(7, "triples", (28, 7)), (15, "triples", (120, 35)), (31, "triples", (496, 155))],
+)
+def test_steiner_etfs_are_equiangular_tight_and_meet_the_welch_bound(v, design, shape):
+    frame = steiner_etf(v, design)
+    num, dim = shape
+    n_, b, mu = steiner_etf_size(v, design)
+    assert frame.shape == shape == (n_, b)
+    gram = (frame @ frame.T).abs()
+    off = gram[~torch.eye(num, dtype=torch.bool)]
+    assert (off - mu).abs().max() <= 1e-14  # equiangular
+    assert torch.allclose(frame.T @ frame, num / dim * torch.eye(dim, dtype=frame.dtype))
+    assert abs(mu - lower_bound(num, dim).value) <= 1e-12  # Welch
+
+
+def test_steiner_etf_prefix_dtype_and_device(device):
+    frame = steiner_etf(32, "pairs", 1000, dtype=torch.float32, device=device)
+    assert frame.shape == (1000, 496) and frame.dtype == torch.float32
+    assert frame.device.type == device.type
+    assert abs(coherence(frame) - 1 / 31) < 1e-6
+    assert torch.equal(steiner_etf(8, "pairs", 20), steiner_etf(8, "pairs")[:20])
+
+
+@pytest.mark.parametrize(("q", "degree"), [(2, 1), (3, 2), (4, 2), (5, 3), (8, 2), (9, 2)])
+def test_devore_frame_levels_have_coherence_s_over_q(q, degree):
+    frame = devore_frame(q, degree)
+    assert frame.shape == (q ** (degree + 1), q * q)
+    assert torch.allclose(frame.norm(dim=1), torch.ones(len(frame), dtype=torch.float64))
+    assert coherence(frame[:q]) == 0.0  # the constants
+    for s in range(1, degree + 1):
+        # the first q^(s+1) rows are the polynomials of degree <= s; one more row of degree s
+        for k in {q**s + 1, q ** (s + 1)}:
+            assert abs(coherence(frame[:k]) - s / q) <= 1e-12
+
+
+def test_invalid_arguments_raise():
+    with pytest.raises(ValueError, match="no Hadamard matrix of order n=92"):
+        hadamard(92)
+    with pytest.raises(ValueError, match="needs v to be a Hadamard order >= 4.*got v=6"):
+        steiner_etf(6)
+    with pytest.raises(ValueError, match="needs v to be 2\\^k - 1 >= 7, got v=9"):
+        steiner_etf(9, "triples")
+    with pytest.raises(ValueError, match="design must be one of"):
+        steiner_etf(8, "quads")
+    with pytest.raises(ValueError, match="num must be <= 64"):
+        steiner_etf(8, "pairs", 65)
+    with pytest.raises(ValueError, match="q must be a prime power, got 6"):
+        devore_frame(6, 2)
+    with pytest.raises(ValueError, match="degree must be <= 4"):
+        devore_frame(5, 5)
+    with pytest.raises(ValueError, match="num must be <= 125"):
+        devore_frame(5, 2, 126)
+    assert math.isclose(steiner_etf_size(32)[2], 1 / 31)
+    assert steiner_etf_size(6) is None and steiner_etf_size(9, "triples") is None
