@@ -20,6 +20,7 @@ from grassmann.optim import (
     param_groups,
     split_parameters,
 )
+from grassmann.stiefel import _qr_signfix
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +110,26 @@ def test_geodesic_kernel_equals_the_svd_geodesic_of_the_projected_buffer():
         assert got.mT.is_contiguous()  # column-major, the head's layout
     single = gcr_geodesic_step(x[0], buf[0], 0.3)
     torch.testing.assert_close(single, gcr_geodesic_step(x, buf, 0.3)[0], rtol=0, atol=1e-15)
+
+
+def test_the_fused_reorthonormalisation_is_the_sign_fixed_qr_of_the_step():
+    gen = torch.Generator().manual_seed(1)
+    x = Grassmann().random(9, 30, 4, dtype=torch.float64, generator=gen)
+    buf = torch.randn(9, 30, 4, dtype=torch.float64, generator=gen)
+    for lr in (1e-3, 0.5):
+        want = _qr_signfix(gcr_geodesic_step(x, buf, lr))
+        got = gcr_geodesic_step(x, buf, lr, orthonormalize=True)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-13)
+    # it removes the error of an input that drifted off the manifold (float32)
+    drifted = (x * (1 + 1e-4 * torch.randn(x.shape, generator=gen, dtype=torch.float64))).float()
+    assert _orth_error(drifted) > 1e-5
+    assert _orth_error(gcr_geodesic_step(drifted, buf.float(), 0.1, orthonormalize=True)) < 2e-6
+    # a rank-deficient result (a broken input) falls back to Householder QR
+    broken = x.clone()
+    broken[0, :, 1] = broken[0, :, 0]
+    out = gcr_geodesic_step(broken, torch.zeros_like(buf), 0.1, orthonormalize=True)
+    assert _orth_error(out) < 1e-12
+    torch.testing.assert_close(out[1:], x[1:], rtol=0, atol=1e-14)
 
 
 def test_reorthonormalisation_keeps_the_subspaces_and_removes_rounding_error():
@@ -363,3 +384,24 @@ def test_group_and_argument_errors_name_the_argument():
         split_parameters(head).groups(0.0, manifold=False, lr_factor=0.1)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         split_parameters([head.subspaces])
+
+
+def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition():
+    """The CPU path of the k x k functions (Taylor series with scaling and squaring) against
+    cos and sin of the singular values, for steps from 1e-8 to 20 rad, in float64."""
+    import math
+
+    from grassmann.optim.gcr import _cos_sinc_of_sqrt
+
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(300, 6, 6, dtype=torch.float64, generator=gen)
+    m = a @ a.mT
+    radius = torch.logspace(-16, math.log10(400.0), 300, dtype=torch.float64)  # angle^2
+    m = m / torch.linalg.matrix_norm(m, ord=2)[:, None, None] * radius[:, None, None]
+    cos_m, sinc_m = _cos_sinc_of_sqrt(m)
+    lam, vecs = torch.linalg.eigh(m)
+    sigma = lam.clamp_min(0).sqrt()
+    want_cos = (vecs * sigma.cos().unsqueeze(-2)) @ vecs.mT
+    want_sinc = (vecs * torch.sinc(sigma / math.pi).unsqueeze(-2)) @ vecs.mT
+    torch.testing.assert_close(cos_m, want_cos, rtol=0, atol=5e-13)
+    torch.testing.assert_close(sinc_m, want_sinc, rtol=0, atol=5e-13)

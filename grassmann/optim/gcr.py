@@ -29,6 +29,7 @@ device.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -49,7 +50,67 @@ __all__ = ["GCRSGD", "gcr_geodesic_step"]
 # ----------------------------------------------------------------------------------------------
 
 
-def gcr_geodesic_step(x: torch.Tensor, buf: torch.Tensor, lr: float) -> torch.Tensor:
+#: Terms of the Taylor series of cos(sqrt(M)) and sinc(sqrt(M)) in M, per dtype: for a spectral
+#: radius of M at most 1 the remainder is below 1 / (2 terms)!: 1 / 18! < 2e-16 for float64
+#: (unit roundoff 1.1e-16), 1 / 12! < 3e-9 for float32 (6e-8).
+_SERIES_TERMS = {torch.float64: 9, torch.float32: 6}
+
+
+@functools.cache
+def _series_coefficients(terms: int, k: int, dtype: torch.dtype, device) -> list[torch.Tensor]:
+    r"""``[a_i I; b_i I]`` (``2k x k``) for ``i = 0 .. terms - 1``: the Taylor coefficients
+    :math:`a_i = (-1)^i / (2i)!` of :math:`\cos\sqrt{M}` and
+    :math:`b_i = (-1)^i / (2i + 1)!` of :math:`\operatorname{sinc}\sqrt{M}`, stacked."""
+    eye = torch.eye(k, dtype=dtype, device=device)
+    return [
+        torch.cat(
+            [
+                eye * ((-1) ** i / math.factorial(2 * i)),
+                eye * ((-1) ** i / math.factorial(2 * i + 1)),
+            ]
+        )
+        for i in range(terms)
+    ]
+
+
+def _cos_sinc_of_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`(\cos\sqrt{M}, \operatorname{sinc}\sqrt{M})` for a batch of symmetric positive
+    semi-definite ``k x k`` matrices ``(B, k, k)`` (:math:`\operatorname{sinc} t = \sin t / t`).
+
+    Both are entire functions of :math:`M` (even in :math:`\sqrt{M}`). On the CPU they are
+    summed as Taylor series in :math:`M` after scaling :math:`M` by :math:`4^{-j}` so that its
+    spectral radius (at most its infinity norm) is at most 1, and the scaling is undone by the
+    double-angle formulas :math:`\cos 2t = 2\cos^2 t - 1`, :math:`\operatorname{sinc} 2t =
+    \operatorname{sinc} t \cos t` applied ``j`` times. The two series share their Horner steps:
+    :math:`[C; S] \leftarrow [C; S] M + [a_i I; b_i I]`, one batched product each. Accurate to a
+    few ulps, and several times cheaper than torch's batched ``eigh`` of small matrices on the
+    CPU, which makes one LAPACK call per matrix. Elsewhere (CUDA's batched ``eigh`` is fast, and
+    reading ``j`` would synchronise) they come from the eigendecomposition
+    :math:`M = V \operatorname{diag}(\sigma^2) V^\top`.
+    """
+    if m.device.type != "cpu" or m.dtype not in _SERIES_TERMS:
+        lam, vecs = torch.linalg.eigh(m)
+        sigma = lam.clamp_min(0).sqrt()
+        cos_m = _sym_funcm(sigma, vecs, torch.cos)
+        return cos_m, _sym_funcm(sigma, vecs, lambda t: torch.sinc(t / math.pi))
+    k = m.shape[-1]
+    # the infinity norm bounds the spectral radius (and is at most sqrt(k) times it)
+    bound = float(m.abs().sum(-1).amax()) if m.numel() else 0.0
+    halvings = math.ceil(math.log(bound, 4)) if math.isfinite(bound) and bound > 1.0 else 0
+    scaled = m * 0.25**halvings if halvings else m
+    coeffs = _series_coefficients(_SERIES_TERMS[m.dtype], k, m.dtype, torch.device(m.device))
+    both = coeffs[-1].expand(m.shape[0], 2 * k, k)
+    for c in coeffs[-2::-1]:
+        both = torch.baddbmm(c, both, scaled)
+    for _ in range(halvings):
+        both = both @ both[:, :k]  # [C^2; S C]
+        both[:, :k].mul_(2.0).diagonal(dim1=-2, dim2=-1).sub_(1.0)  # 2 C^2 - I
+    return both[:, :k], both[:, k:]
+
+
+def gcr_geodesic_step(
+    x: torch.Tensor, buf: torch.Tensor, lr: float, *, orthonormalize: bool = False
+) -> torch.Tensor:
     r""":math:`\mathrm{Exp}_X(-\eta H)`, :math:`H = B - X (X^\top B)`: one GCR step along ``buf``.
 
     The exact geodesic of Edelman, Arias & Smith (1998, Thm 2.3),
@@ -63,12 +124,26 @@ def gcr_geodesic_step(x: torch.Tensor, buf: torch.Tensor, lr: float) -> torch.Te
     .. math::
 
         U^\top U = \eta^2 (B^\top B - A A^\top), \qquad
-        \mathrm{Exp}_X(U)^\top = -\eta\, s\, B^\top + (c + \eta\, s A) X^\top .
+        Y^\top := \mathrm{Exp}_X(U)^\top = F B^\top + E X^\top, \quad
+        F = -\eta\, s, \quad E = c + \eta\, s A .
 
-    The first identity uses :math:`X^\top X = I` (true to the rounding the optimiser removes
-    every ``reorth_every`` steps). Cost: three batched ``(k x n) @ (n x k)`` or
-    ``(k x k) @ (k x n)`` products and one fused ``baddbmm`` over the ``n x k`` entries, and a
-    batched ``k x k`` eigendecomposition; nothing synchronises with the device.
+    The first identity uses :math:`X^\top X = I` (true to the rounding that the
+    re-orthonormalisation removes).
+
+    ``orthonormalize=True`` returns instead the Q factor of :math:`Y = QR` with positive
+    :math:`\operatorname{diag} R` (the sign-fixed QR; same subspace, orthonormal to rounding),
+    computed in the same products: :math:`Y^\top Y = F B^\top B F^\top + F A E^\top +
+    E A^\top F^\top + E X^\top X E^\top = L L^\top` (Cholesky, :math:`L = R^\top`) and
+    :math:`Q^\top = L^{-1} Y^\top = (L^{-1} F) B^\top + (L^{-1} E) X^\top`: one more
+    ``(k x n) @ (n x k)`` product (:math:`X^\top X`) instead of a Householder QR. Where a
+    Cholesky factorisation fails (a rank-deficient :math:`Y`, which needs a broken input), the
+    call falls back to Householder QR with fixed signs (checking costs one host
+    synchronisation per call with ``orthonormalize``).
+
+    Cost: four (five with ``orthonormalize``) batched products over the ``n x k`` entries
+    (:math:`B^\top X`, :math:`B^\top B`, :math:`F B^\top`, and :math:`E X^\top` fused into
+    it), ``k x k`` work and a batched ``k x k`` eigendecomposition; no host synchronisation
+    without ``orthonormalize``.
 
     Parameters
     ----------
@@ -79,6 +154,8 @@ def gcr_geodesic_step(x: torch.Tensor, buf: torch.Tensor, lr: float) -> torch.Te
         ``(..., n, k)`` Euclidean direction (the momentum buffer), any component.
     lr
         Step length :math:`\eta` (the step is :math:`-\eta H`).
+    orthonormalize
+        Return the sign-fixed QR factor of the step's result (see above).
 
     Returns
     -------
@@ -91,14 +168,24 @@ def gcr_geodesic_step(x: torch.Tensor, buf: torch.Tensor, lr: float) -> torch.Te
     # the k x k work in float32 at least (torch.linalg has no half-precision kernels)
     small = torch.promote_types(x.dtype, torch.float32)
     coef = torch.bmm(bt, xt.mT).to(small)  # A = B^T X
-    gram = torch.baddbmm(torch.bmm(bt, bt.mT).to(small), coef, coef.mT, alpha=-1.0)  # H^T H
-    lam, vecs = torch.linalg.eigh(gram.mul_(lr * lr))
-    sigma = lam.clamp_min(0).sqrt()
-    cos_m = _sym_funcm(sigma, vecs, torch.cos)
-    sinc_m = _sym_funcm(sigma, vecs, lambda s: torch.sinc(s / math.pi))  # sin(s) / s
-    on_x = torch.baddbmm(cos_m, sinc_m, coef, alpha=lr).to(x.dtype)
-    out = torch.bmm(sinc_m.mul_(-lr).to(x.dtype), bt)
-    out.baddbmm_(on_x, xt)
+    gram_b = torch.bmm(bt, bt.mT).to(small)  # B^T B
+    step_gram = torch.baddbmm(gram_b, coef, coef.mT, alpha=-1.0).mul_(lr * lr)  # U^T U
+    cos_m, on_b = _cos_sinc_of_sqrt(step_gram)  # c and s
+    on_x = torch.baddbmm(cos_m, on_b, coef, alpha=lr)  # E
+    on_b.mul_(-lr)  # F
+    if orthonormalize:
+        gram_x = torch.bmm(xt, xt.mT).to(small)  # X^T X
+        cross = on_b @ coef @ on_x.mT  # F A E^T
+        gram_y = on_b @ gram_b @ on_b.mT + cross + cross.mT + on_x @ gram_x @ on_x.mT
+        chol, info = torch.linalg.cholesky_ex(gram_y)
+        if bool((info > 0).any()):
+            y = torch.baddbmm(torch.bmm(on_b.to(x.dtype), bt), on_x.to(x.dtype), xt)
+            return _qr_signfix(y.mT).reshape(x.shape)
+        eye = torch.eye(k, dtype=small, device=x.device)
+        inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^{-1}
+        on_b, on_x = inv @ on_b, inv @ on_x
+    out = torch.bmm(on_b.to(x.dtype), bt)
+    out.baddbmm_(on_x.to(x.dtype), xt)
     return out.view(*x.shape[:-2], k, n).mT
 
 
@@ -278,10 +365,8 @@ class GCRSGD(torch.optim.Optimizer):
             buf = grad
         step = state.get("step", 0) + 1
         state["step"] = step
-        new = gcr_geodesic_step(p, buf, group["lr"] * group["lr_factor"])
-        if (step - 1) % group["reorth_every"] == 0:
-            new = _qr_signfix(new)
-        p.copy_(new)
+        reorth = (step - 1) % group["reorth_every"] == 0
+        p.copy_(gcr_geodesic_step(p, buf, group["lr"] * group["lr_factor"], orthonormalize=reorth))
 
 
 def _check_hyperparameters(group: dict[str, Any], where: str) -> None:
