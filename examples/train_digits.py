@@ -141,13 +141,18 @@ class HeadConfig:
     optimizer: str = "rsgd"  # a key of OPTIMIZERS
 
 
-def _gcr(k: int) -> HeadConfig:
+def _gcr(k: int, family: str = "gcr", optimizer: str = "rsgd") -> HeadConfig:
     return HeadConfig(
-        f"gcr-k{k}",
+        f"{family}-k{k}",
         lambda d, c, s: GrassmannHead(d, c, k, scale=16.0, seed=s),
         k=k,
         quick=k in (1, 4),
+        optimizer=optimizer,
     )
+
+
+#: GCR heads trained by the other optimisers (family name -> key of OPTIMIZERS).
+_GCR_OPTIMIZER_VARIANTS = {"gcr-exact": "gcrsgd", "gcr-adamw": "adamw+gcrsgd"}
 
 
 def _gcr_packed(k: int, trainable: bool) -> HeadConfig:
@@ -170,20 +175,7 @@ HEAD_CONFIGS: list[HeadConfig] = [
     HeadConfig("simplex", lambda d, c, s: FixedClassifierHead(c, d, "simplex")),
     *[_gcr(k) for k in (1, 2, 4, 8)],
     *[_gcr_packed(k, trainable) for trainable in (True, False) for k in (1, 4, 8)],
-    HeadConfig(
-        "gcr-exact-k4",
-        lambda d, c, s: GrassmannHead(d, c, 4, scale=16.0, seed=s),
-        k=4,
-        quick=True,
-        optimizer="gcrsgd",
-    ),
-    HeadConfig(
-        "gcr-adamw-k4",
-        lambda d, c, s: GrassmannHead(d, c, 4, scale=16.0, seed=s),
-        k=4,
-        quick=True,
-        optimizer="adamw+gcrsgd",
-    ),
+    *[_gcr(4, name, optimizer) for name, optimizer in _GCR_OPTIMIZER_VARIANTS.items()],
 ]
 
 

@@ -17,14 +17,7 @@ from torch import nn
 
 from grassmann import GrassmannHead, orthonormalize, principal_angles
 from grassmann.optim import GCRSGD, CombinedOptimizer, param_groups, split_parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.test_heads import _one_cpu_thread  # noqa: F401  (autouse: one CPU thread)
 
 
 def _max_angle(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -21,19 +21,12 @@ from grassmann.optim import (
     split_parameters,
 )
 from grassmann.stiefel import _qr_signfix
-
-
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.test_heads import _one_cpu_thread  # noqa: F401  (autouse: one CPU thread)
+from tests.test_manifold import orth_err
 
 
 def _orth_error(s: torch.Tensor) -> float:
-    s = s.detach().double()
-    return float((s.mT @ s - torch.eye(s.shape[-1], dtype=torch.float64)).abs().amax())
+    return orth_err(s.detach().double())
 
 
 # ---------------------------------------------------------------------------------------------
