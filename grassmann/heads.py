@@ -346,6 +346,13 @@ def _worst_basis(bases: torch.Tensor) -> tuple[float, int]:
     return float(err[worst]), worst
 
 
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing (the check would break the graph); torch < 2.3 has no
+    ``torch.compiler.is_compiling``."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
 _OFF_MANIFOLD_ADVICE = (
     "train the subspaces with grassmann.optim.GCRSGD, geoopt.optim.RiemannianSGD or "
     "RiemannianAdam (a Euclidean optimiser such as torch.optim.SGD or AdamW moves them off the "
@@ -646,7 +653,7 @@ class GrassmannHead(nn.Module):
     def _check_on_manifold(self) -> None:
         """Warn once if the bases of a few classes are no longer orthonormal (at forward calls
         1, 2, 4, ..., 1024 and then every 1024: one host synchronisation each time)."""
-        if self._warned_off_manifold or torch.compiler.is_compiling():
+        if self._warned_off_manifold or _is_compiling():
             return
         self._forward_calls += 1
         if self._forward_calls < self._next_check:
