@@ -379,9 +379,10 @@ def test_group_and_argument_errors_name_the_argument():
         split_parameters([head.subspaces])
 
 
-def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition():
-    """The CPU path of the k x k functions (Taylor series with scaling and squaring) against
-    cos and sin of the singular values, for steps from 1e-8 to 20 rad, in float64."""
+def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition(device):
+    """The k x k functions (on the CPU: Taylor series with scaling and squaring; on CUDA: the
+    eigendecomposition) against cos and sin of the singular values computed on the CPU, for
+    steps from 1e-8 to 20 rad, in float64."""
     import math
 
     from grassmann.optim.gcr import _cos_sinc_of_sqrt
@@ -391,7 +392,7 @@ def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition():
     m = a @ a.mT
     radius = torch.logspace(-16, math.log10(400.0), 300, dtype=torch.float64)  # angle^2
     m = m / torch.linalg.matrix_norm(m, ord=2)[:, None, None] * radius[:, None, None]
-    cos_m, sinc_m = _cos_sinc_of_sqrt(m)
+    cos_m, sinc_m = (t.cpu() for t in _cos_sinc_of_sqrt(m.to(device)))
     lam, vecs = torch.linalg.eigh(m)
     sigma = lam.clamp_min(0).sqrt()
     want_cos = (vecs * sigma.cos().unsqueeze(-2)) @ vecs.mT
