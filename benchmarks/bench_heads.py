@@ -2,24 +2,33 @@
 
 One step = forward, cross-entropy, backward, optimiser step, on a batch of 256 features:
 
-* ``GrassmannHead(512, 1000, 8)`` (1000 class subspaces of dimension 8 in R^512, 4.1 M
-  numbers) with ``geoopt.optim.RiemannianSGD`` (momentum 0.9);
-* ``nn.Linear(512, 8000)`` (the same number of weights and the same matrix product size,
-  ``256 x 512 x 8000``) with ``torch.optim.SGD`` (momentum 0.9) and a cross-entropy over 8000
-  outputs.
+* ``nn.Linear(512, 8000)`` with ``torch.optim.SGD`` (momentum 0.9) and a cross-entropy over 8000
+  outputs: the reference;
+* ``GrassmannHead(512, 1000, 8)`` (1000 class subspaces of dimension 8 in R^512: the same number
+  of weights and the same ``256 x 512 x 8000`` product) with
 
-Both are measured in the same run, after warm-up, as the median of ``--repeats`` steps; the
-table reports the ratio GCR / linear (the target is <= 1.3 on a CPU; above 2 is a defect) and
-splits the GCR step into its parts (forward + backward, the optimiser step, and within the
-latter the manifold operations ``egrad2rgrad`` and ``retr_transp``) so that the dominant one
-is visible.
+  - :class:`grassmann.optim.GCRSGD` (the exact GCR update, momentum 0.9; target: at most 1.3x
+    the reference on a CPU),
+  - ``geoopt.optim.RiemannianSGD`` (momentum 0.9, the head's QR retraction),
+  - the official GCR optimiser (``RSGD`` of ``innerlee/gcr``, momentum 0.9) on the official
+    head layout (an ``(C k, n)`` weight), when ``--official PATH`` names a clone of that
+    repository or its ``gcr/rsgd.py``. Its code is loaded from there at run time, never copied
+    into this repository; ``mmpretrain``'s registry is stubbed and, on the CPU, the
+    CUDA-only ``driver=`` argument of its ``torch.linalg.svd`` call is dropped.
 
-Run: ``python benchmarks/bench_heads.py [--device cuda] [--repeats 20]``.
+All steps are timed in the same run, interleaved (each round runs every step, starting one step
+later than the previous round), as the median of ``--repeats`` rounds after warm-up, so that a
+machine loaded by other jobs slows them alike; the load average before and after is printed.
+The table reports each step over the reference step and splits the GCRSGD step into forward +
+backward and the optimiser step.
+
+Run: ``python benchmarks/bench_heads.py [--threads 1] [--repeats 20] [--official ~/gcr]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grassmann.heads import GrassmannHead
+from grassmann.optim import GCRSGD
 
 try:
     import resource
@@ -86,6 +96,60 @@ def median_times(
     )
 
 
+class _OfficialLayoutHead(nn.Module):
+    """The official GCR head's layout: class ``i``'s basis is rows ``i k .. i k + k - 1`` of an
+    ``(C k, n)`` weight tagged with ``.geometry = [k] * C`` (what its optimiser looks for)."""
+
+    def __init__(self, bases: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        c, n, k = bases.shape
+        self.weight = nn.Parameter(bases.permute(0, 2, 1).reshape(c * k, n).contiguous())
+        self.weight.geometry = [k] * c
+        self.shape, self.scale = (c, k), scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        proj = F.normalize(x, dim=-1) @ self.weight.T
+        return self.scale * proj.view(-1, *self.shape).norm(dim=-1)
+
+
+def load_official_rsgd(path: str) -> type[torch.optim.Optimizer]:
+    """The ``RSGD`` class of a local copy of ``innerlee/gcr`` (a clone, or ``gcr/rsgd.py``)."""
+    import importlib.util
+    import os
+    import sys
+    import types
+
+    file = os.path.join(path, "gcr", "rsgd.py") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise SystemExit(f"--official: no gcr/rsgd.py at {path!r}")
+    registry = types.ModuleType("mmpretrain.registry")
+    registry.OPTIMIZERS = types.SimpleNamespace(register_module=lambda *a, **k: lambda cls: cls)
+    sys.modules.setdefault("mmpretrain", types.ModuleType("mmpretrain"))
+    sys.modules.setdefault("mmpretrain.registry", registry)
+    spec = importlib.util.spec_from_file_location("official_gcr_rsgd", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class _Linalg:
+        def __getattr__(self, name):
+            return getattr(torch.linalg, name)
+
+        @staticmethod
+        def svd(a, full_matrices=True, driver=None):
+            # driver= exists for CUDA inputs only
+            driver = driver if a.device.type == "cuda" else None
+            return torch.linalg.svd(a, full_matrices=full_matrices, driver=driver)
+
+    class _Torch:
+        linalg = _Linalg()
+
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    module.torch = _Torch()
+    return module.RSGD
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -96,6 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--official",
+        default=None,
+        metavar="PATH",
+        help="a clone of github.com/innerlee/gcr (or its gcr/rsgd.py): time its optimiser too",
+    )
     parser.add_argument(
         "--clock",
         choices=("wall", "process"),
@@ -116,11 +186,10 @@ def main(argv: list[str] | None = None) -> None:
 
     linear = nn.Linear(n, c * k, device=device)
     opt_lin = torch.optim.SGD(linear.parameters(), lr=0.1, momentum=0.9)
-
-    head = GrassmannHead(n, c, k, seed=0, device=device)
-    opt_gcr = geoopt.optim.RiemannianSGD(
-        [{"params": head.parameters(), "weight_decay": 0.0}], lr=0.1, momentum=0.9
-    )
+    head_gcr = GrassmannHead(n, c, k, seed=0, device=device)
+    opt_gcr = GCRSGD(head_gcr.parameters(), lr=0.1, momentum=0.9)
+    head_rsgd = GrassmannHead(n, c, k, seed=0, device=device)
+    opt_rsgd = geoopt.optim.RiemannianSGD(head_rsgd.parameters(), lr=0.1, momentum=0.9)
 
     def step(model, opt, labels):
         def run():
@@ -137,63 +206,62 @@ def main(argv: list[str] | None = None) -> None:
 
         return run
 
-    # The manifold operations of one RiemannianSGD step, on the head's own shapes and layout.
-    manifold = head.subspaces.manifold
-    point = head.subspaces.detach().clone()
-    grad = torch.randn_like(point) * 1e-2
-    rgrad = manifold.egrad2rgrad(point, grad)
-    step_u = -0.1 * rgrad
-
-    def no_grad(fn):
-        def run():
-            with torch.no_grad():
-                fn()
-
-        return run
+    fns = {
+        "lin": step(linear, opt_lin, y_lin),
+        "gcrsgd": step(head_gcr, opt_gcr, y_gcr),
+        "rsgd": step(head_rsgd, opt_rsgd, y_gcr),
+        "lin_fb": fwd_bwd(linear, y_lin),
+        "gcr_fb": fwd_bwd(head_gcr, y_gcr),
+    }
+    if args.official is not None:
+        official = _OfficialLayoutHead(head_gcr.subspaces.detach().clone(), 25.0).to(device)
+        opt_official = load_official_rsgd(args.official)(
+            [official.weight], lr=0.1, momentum=0.9, reorth_step=5
+        )
+        fns["official"] = step(official, opt_official, y_gcr)
 
     clock = time.process_time if args.clock == "process" else time.perf_counter
-    t, faults = median_times(
-        {
-            "lin": step(linear, opt_lin, y_lin),
-            "gcr": step(head, opt_gcr, y_gcr),
-            "lin_fb": fwd_bwd(linear, y_lin),
-            "gcr_fb": fwd_bwd(head, y_gcr),
-            "rgrad": no_grad(lambda: manifold.egrad2rgrad(point, grad)),
-            "retr": no_grad(lambda: manifold.retr(point, step_u)),
-            "retr_transp": no_grad(lambda: manifold.retr_transp(point, step_u, rgrad)),
-            "flat": no_grad(lambda: point.permute(1, 0, 2).reshape(n, c * k)),
-        },
-        device,
-        args.warmup,
-        args.repeats,
-        clock,
-    )
-    t_lin, t_gcr, t_lin_fb, t_gcr_fb = t["lin"], t["gcr"], t["lin_fb"], t["gcr_fb"]
-    t_rgrad, t_retr, t_retr_transp, t_flat = t["rgrad"], t["retr"], t["retr_transp"], t["flat"]
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    t, faults = median_times(fns, device, args.warmup, args.repeats, clock)
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     ms = 1e3
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
+    load = (
+        f"; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"({os.cpu_count()} CPUs)"
+        if load_before is not None
+        else ""
+    )
     print(
         f"device {device} ({threads} threads), batch {b}, GrassmannHead({n}, {c}, {k}) vs "
-        f"nn.Linear({n}, {c * k}); {args.clock} clock, median of {args.repeats} after "
-        f"{args.warmup} warm-up rounds\n"
+        f"nn.Linear({n}, {c * k}); {args.clock} clock, median of {args.repeats} interleaved "
+        f"rounds after {args.warmup} warm-up rounds{load}\n"
     )
-    print("| measurement | linear (ms) | GCR (ms) | GCR / linear |")
+    print("| training step (forward, backward, optimiser) | ms | / linear + SGD |")
+    print("|---|---|---|")
+    rows = [
+        ("nn.Linear + torch.optim.SGD", "lin"),
+        ("GrassmannHead + grassmann.optim.GCRSGD", "gcrsgd"),
+        ("GrassmannHead + geoopt RiemannianSGD", "rsgd"),
+        ("official GCR head layout + official RSGD", "official"),
+    ]
+    for label, key in rows:
+        if key in t:
+            print(f"| {label} | {t[key] * ms:.2f} | {t[key] / t['lin']:.2f} |")
+        else:
+            print(f"| {label} | not run (pass --official PATH to a clone of innerlee/gcr) | - |")
+    print("\n| part | linear (ms) | GCR + GCRSGD (ms) | GCR / linear |")
     print("|---|---|---|---|")
-    print(f"| full training step | {t_lin * ms:.2f} | {t_gcr * ms:.2f} | {t_gcr / t_lin:.2f} |")
     print(
-        f"| forward + backward | {t_lin_fb * ms:.2f} | {t_gcr_fb * ms:.2f} "
-        f"| {t_gcr_fb / t_lin_fb:.2f} |"
+        f"| forward + backward | {t['lin_fb'] * ms:.2f} | {t['gcr_fb'] * ms:.2f} "
+        f"| {t['gcr_fb'] / t['lin_fb']:.2f} |"
     )
     print(
-        f"| optimiser step (difference) | {(t_lin - t_lin_fb) * ms:.2f} "
-        f"| {(t_gcr - t_gcr_fb) * ms:.2f} | - |"
+        f"| optimiser step (difference) | {(t['lin'] - t['lin_fb']) * ms:.2f} "
+        f"| {(t['gcrsgd'] - t['gcr_fb']) * ms:.2f} | - |"
     )
-    print(f"| minor page faults per step | {faults['lin']:.0f} | {faults['gcr']:.0f} | - |")
-    print(f"| GCR: layout copy (C, n, k) -> (n, C k) | - | {t_flat * ms:.2f} | - |")
-    print(f"| GCR: manifold.egrad2rgrad | - | {t_rgrad * ms:.2f} | - |")
-    print(f"| GCR: manifold.retr | - | {t_retr * ms:.2f} | - |")
-    print(f"| GCR: manifold.retr_transp | - | {t_retr_transp * ms:.2f} | - |")
+    print(f"| minor page faults per step | {faults['lin']:.0f} | {faults['gcrsgd']:.0f} | - |")
 
 
 if __name__ == "__main__":

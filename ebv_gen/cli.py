@@ -1,4 +1,5 @@
-"""The ``ebv-gen`` command line: ``generate``, ``generate-subspaces``, ``verify``, ``plot``.
+"""The ``ebv-gen`` command line: ``generate``, ``generate-subspaces``, ``verify``, ``plot``,
+``import``.
 
 Exit codes: 0 success (``verify``: valid), 1 ``verify``: readable but invalid content,
 2 bad input or unusable file (one line ``ebv-gen: error: ...`` on stderr, never a traceback),
@@ -139,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check a .npy file of class vectors or subspace bases")
     v.add_argument("file", metavar="FILE.npy")
     v.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    i = sub.add_parser(
+        "import",
+        help="convert a published EBV pickle (eq_{d}_{N}.pkl, CUDA tensors welcome) into a "
+        "checked FILE.npy + FILE.json; nothing in the pickle is run",
+    )
+    i.add_argument("file", metavar="FILE.pkl")
+    i.add_argument("-o", "--output", required=True, metavar="FILE.npy", help="output file")
+    i.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     p = sub.add_parser("plot", help="histogram of pairwise |cos| and the convergence curve")
     p.add_argument("file", metavar="FILE.npy")
@@ -567,6 +577,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .published import import_published, summary
+
+    out = Path(args.output)
+    _check_writable(out, args.force)
+    print(summary(import_published(args.file, out), out))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ebv-gen``; returns the exit code."""
     parser = build_parser()
@@ -578,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_generate_subspaces(args)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "import":
+            return _cmd_import(args)
         return _cmd_plot(args)
     except CLIError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

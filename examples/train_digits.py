@@ -17,11 +17,21 @@ backbone ``64 -> 128 -> ReLU -> 64`` is the same for every head; only the last l
 * ``gcr-fixed-k{1,4,8}``: that packing kept fixed (``trainable=False``), the subspace analogue
   of the EBV head.
 
-Every model is trained with :class:`geoopt.optim.RiemannianSGD` (momentum 0.9, cosine learning
-rate) with two parameter groups: the Euclidean parameters with weight decay, and the class
-subspaces (``geoopt.ManifoldParameter``) without (weight decay is projected away on the
-Grassmann manifold anyway). Each configuration runs for every seed (the seed sets the
-initialisation and the batch order; the split is fixed).
+Optimisers (cosine learning rate, three parameter groups from
+:func:`grassmann.optim.param_groups`: weights with weight decay, biases and norms without, class
+subspaces without):
+
+* by default :class:`geoopt.optim.RiemannianSGD` (momentum 0.9) for the whole model;
+* ``gcr-exact-k4``: :class:`grassmann.optim.GCRSGD`, the exact update of the GCR paper (Euclidean
+  momentum buffer, projected when used, exact geodesic, sign-fixed QR every 5 steps), with
+  torch's SGD for the backbone;
+* ``gcr-adamw-k4``: the split of the GCR paper's transformer recipes,
+  :class:`torch.optim.AdamW` for the backbone and GCRSGD for the subspaces (re-orthonormalised
+  every step, ``lr_factor`` chosen so that they move at the SGD runs' rate), driven as one
+  optimiser by :class:`grassmann.optim.CombinedOptimizer` (one scheduler for both).
+
+Each configuration runs for every seed (the seed sets the initialisation and the batch order;
+the split is fixed).
 
 Intra-class feature variability
 -------------------------------
@@ -45,8 +55,10 @@ Outputs (in ``--out``): ``training_curves.png`` (training loss and test accuracy
 over seeds), ``variability_vs_k.png``, ``results.json``; the markdown table goes to stdout.
 
 Adding a head: append a :class:`HeadConfig` to :data:`HEAD_CONFIGS` (a name, a factory
-``(feature_dim, num_classes, seed) -> nn.Module`` and, for GCR heads, ``k``; GCR heads named
-``<family>-k<k>`` get one curve per family in the variability plot).
+``(feature_dim, num_classes, seed) -> nn.Module``, for GCR heads ``k``, and the optimiser; GCR
+heads named ``<family>-k<k>`` get one curve per family in the variability plot).
+``examples/train_digits_cnn.py`` runs the same comparison on a small convolutional network with
+:func:`run`.
 
 Run ``python examples/train_digits.py --help`` for the options.
 """
@@ -70,8 +82,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from grassmann import EBVHead, FixedClassifierHead, GrassmannHead
+from grassmann.optim import GCRSGD, CombinedOptimizer, param_groups, split_parameters
 
 NUM_CLASSES = 10
+DEFAULT_OUT = "digits_heads_out"
 IN_FEATURES = 64
 FEATURE_DIM = 64
 HIDDEN = 128
@@ -124,15 +138,21 @@ class HeadConfig:
     factory: Callable[[int, int, int], nn.Module]
     k: int | None = None  # subspace dimension of a GCR head (for the variability plot)
     quick: bool = False  # part of the reduced --quick run
+    optimizer: str = "rsgd"  # a key of OPTIMIZERS
 
 
-def _gcr(k: int) -> HeadConfig:
+def _gcr(k: int, family: str = "gcr", optimizer: str = "rsgd") -> HeadConfig:
     return HeadConfig(
-        f"gcr-k{k}",
+        f"{family}-k{k}",
         lambda d, c, s: GrassmannHead(d, c, k, scale=16.0, seed=s),
         k=k,
         quick=k in (1, 4),
+        optimizer=optimizer,
     )
+
+
+#: GCR heads trained by the other optimisers (family name -> key of OPTIMIZERS).
+_GCR_OPTIMIZER_VARIANTS = {"gcr-exact": "gcrsgd", "gcr-adamw": "adamw+gcrsgd"}
 
 
 def _gcr_packed(k: int, trainable: bool) -> HeadConfig:
@@ -155,6 +175,7 @@ HEAD_CONFIGS: list[HeadConfig] = [
     HeadConfig("simplex", lambda d, c, s: FixedClassifierHead(c, d, "simplex")),
     *[_gcr(k) for k in (1, 2, 4, 8)],
     *[_gcr_packed(k, trainable) for trainable in (True, False) for k in (1, 4, 8)],
+    *[_gcr(4, name, optimizer) for name, optimizer in _GCR_OPTIMIZER_VARIANTS.items()],
 ]
 
 
@@ -185,28 +206,52 @@ def load_data(device: torch.device) -> tuple[torch.Tensor, ...]:
     return t(x_tr, torch.float32), t(y_tr, torch.long), t(x_te, torch.float32), t(y_te, torch.long)
 
 
-class Net(nn.Module):
-    """``backbone: 64 -> 128 -> ReLU -> 64`` followed by a head on the 64 features."""
+def mlp_backbone() -> nn.Module:
+    """``64 -> 128 -> ReLU -> 64``."""
+    return nn.Sequential(nn.Linear(IN_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, FEATURE_DIM))
 
-    def __init__(self, head: nn.Module) -> None:
+
+class Net(nn.Module):
+    """A backbone (default :func:`mlp_backbone`) followed by a head on its 64 features."""
+
+    def __init__(self, head: nn.Module, backbone: nn.Module | None = None) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(
-            nn.Linear(IN_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, FEATURE_DIM)
-        )
+        self.backbone = backbone if backbone is not None else mlp_backbone()
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """RiemannianSGD with momentum: Euclidean parameters with weight decay, subspaces without."""
-    manifold = [p for p in model.parameters() if isinstance(p, geoopt.ManifoldParameter)]
-    euclidean = [p for p in model.parameters() if not isinstance(p, geoopt.ManifoldParameter)]
-    groups = [{"params": euclidean, "weight_decay": weight_decay}]
-    if manifold:
-        groups.append({"params": manifold, "weight_decay": 0.0})
-    return geoopt.optim.RiemannianSGD(groups, lr=lr, momentum=0.9)
+#: Learning rate and weight decay of AdamW in the ``adamw+gcrsgd`` split.
+ADAMW_LR = 3e-3
+ADAMW_WEIGHT_DECAY = 0.05
+
+
+def make_optimizer(
+    model: nn.Module, kind: str, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The optimiser ``kind`` (a key of :data:`OPTIMIZERS`) for ``model``; ``lr`` and
+    ``weight_decay`` are those of the SGD runs."""
+    return OPTIMIZERS[kind](model, lr, weight_decay)
+
+
+def _adamw_and_gcrsgd(model: nn.Module, lr: float, weight_decay: float) -> CombinedOptimizer:
+    """AdamW for the Euclidean parameters, GCRSGD for the subspaces at ``lr`` (``lr_factor``
+    turns AdamW's schedule into the SGD runs' subspace step)."""
+    split = split_parameters(model)
+    return CombinedOptimizer(
+        torch.optim.AdamW(split.groups(ADAMW_WEIGHT_DECAY, manifold=False), lr=ADAMW_LR),
+        GCRSGD(split.manifold, lr=ADAMW_LR, momentum=0.9, reorth_every=1, lr_factor=lr / ADAMW_LR),
+    )
+
+
+#: ``kind -> (model, lr, weight_decay) -> optimiser``.
+OPTIMIZERS: dict[str, Callable[[nn.Module, float, float], torch.optim.Optimizer]] = {
+    "rsgd": lambda m, lr, wd: geoopt.optim.RiemannianSGD(param_groups(m, wd), lr=lr, momentum=0.9),
+    "gcrsgd": lambda m, lr, wd: GCRSGD(param_groups(m, wd), lr=lr, momentum=0.9),
+    "adamw+gcrsgd": _adamw_and_gcrsgd,
+}
 
 
 def variability(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
@@ -236,11 +281,12 @@ def train_one(
     lr: float,
     weight_decay: float,
     device: torch.device,
+    backbone: Callable[[], nn.Module] = mlp_backbone,
 ) -> tuple[RunResult, nn.Module]:
     x_tr, y_tr, x_te, y_te = data
     torch.manual_seed(seed)
-    model = Net(config.factory(FEATURE_DIM, NUM_CLASSES, seed)).to(device)
-    optimizer = make_optimizer(model, lr, weight_decay)
+    model = Net(config.factory(FEATURE_DIM, NUM_CLASSES, seed), backbone()).to(device)
+    optimizer = make_optimizer(model, config.optimizer, lr, weight_decay)
     steps_per_epoch = math.ceil(len(x_tr) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     g = torch.Generator().manual_seed(seed)
@@ -275,9 +321,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def head_parameter_counts(head: nn.Module) -> tuple[int, int]:
-    """``(trainable parameters, fixed buffer entries)`` of a head."""
+    """``(trainable parameters, fixed class-vector or subspace entries)`` of a head (floating
+    buffers: not the class permutation of a mixed-dimension GrassmannHead)."""
     trainable = sum(p.numel() for p in head.parameters() if p.requires_grad)
-    fixed = sum(b.numel() for b in head.buffers())
+    fixed = sum(b.numel() for b in head.buffers() if b.is_floating_point())
     return trainable, fixed
 
 
@@ -305,7 +352,9 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def save_plots(summary: list[dict], runs: dict[str, list[RunResult]], out: str) -> list[str]:
+def save_plots(
+    summary: list[dict], runs: dict[str, list[RunResult]], out: str, title: str = "digits"
+) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,7 +371,7 @@ def save_plots(summary: list[dict], runs: dict[str, list[RunResult]], out: str) 
     ax_loss.set(xlabel="epoch", ylabel="training cross-entropy", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
     ax_acc.legend(fontsize=8)
-    fig.suptitle("digits: training curves (mean over seeds)")
+    fig.suptitle(f"{title}: training curves (mean over seeds)")
     fig.tight_layout()
     paths.append(os.path.join(out, "training_curves.png"))
     fig.savefig(paths[-1], dpi=100)
@@ -376,7 +425,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="reduced run for CI: few epochs, 1 seed, some heads"
     )
-    parser.add_argument("--out", default="digits_heads_out", help="output directory")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     parser.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="of the Euclidean params")
@@ -395,12 +444,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv), HEAD_CONFIGS, mlp_backbone, "digits, MLP")
+
+
+def run(
+    args: argparse.Namespace,
+    head_configs: list[HeadConfig],
+    backbone: Callable[[], nn.Module],
+    title: str,
+) -> int:
+    """Train every configuration of ``head_configs`` (the quick ones with ``--quick``) on
+    ``backbone()`` for every seed; print the table, write the plots and ``results.json``."""
     device = torch.device(args.device)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(args.threads)
     data = load_data(device)
-    configs = [c for c in HEAD_CONFIGS if c.quick] if args.quick else list(HEAD_CONFIGS)
+    configs = [c for c in head_configs if c.quick] if args.quick else list(head_configs)
     runs: dict[str, list[RunResult]] = {}
     summary = []
     start = time.perf_counter()
@@ -416,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
                 lr=args.lr,
                 weight_decay=args.weight_decay,
                 device=device,
+                backbone=backbone,
             )
             results.append(result)
         runs[config.name] = results
@@ -442,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     print(
-        f"digits, {args.epochs} epochs, {args.seeds} seed(s), batch {args.batch_size}, "
+        f"{title}, {args.epochs} epochs, {args.seeds} seed(s), batch {args.batch_size}, "
         f"lr {args.lr:g}, device {device}\n"
     )
     print(markdown_table(summary))
@@ -456,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(str(r['k']) for r in gcr)}: {', '.join(f'{v:.3f}' for v in vs)} "
             f"({'grows monotonically' if grows else 'does not grow monotonically'} with k)"
         )
-    paths = save_plots(summary, runs, args.out)
+    paths = save_plots(summary, runs, args.out, title)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump({"args": vars(args), "summary": summary}, fh, indent=2)
     print("\nwrote " + ", ".join(paths))

@@ -1,7 +1,8 @@
 """Grassmann and Stiefel geometry, coherence and its bounds, and torch heads.
 
 Built on `geoopt <https://github.com/geoopt/geoopt>`_ manifolds so that
-``geoopt.optim.RiemannianSGD`` and ``RiemannianAdam`` train the class subspaces.
+``geoopt.optim.RiemannianSGD`` and ``RiemannianAdam`` train the class subspaces, as does
+:class:`grassmann.optim.GCRSGD`, the exact update of the GCR paper.
 
 Note that ``grassmann.coherence`` is the *function* :func:`grassmann.coherence.coherence`; the
 module of the same name is still importable as ``from grassmann.coherence import ...``.
@@ -9,7 +10,7 @@ module of the same name is still importable as ``from grassmann.coherence import
 
 from importlib.metadata import PackageNotFoundError, version
 
-from grassmann import bounds, catalog, constructions, designs, mubs, npyio, sequences
+from grassmann import bounds, catalog, constructions, designs, mubs, npyio, optim, sequences
 from grassmann.angles import SUBSPACE_METRICS, karcher_mean, principal_angles, subspace_distance
 from grassmann.bounds import Bound, lower_bound, subspace_lower_bound
 from grassmann.catalog import Candidate, frame_candidates
@@ -92,6 +93,8 @@ __all__ = [
     "FixedClassifierHead",
     "GrassmannHead",
     "reorthonormalize_",
+    # optimisers for the heads: GCRSGD, CombinedOptimizer, parameter groups
+    "optim",
     # safe .npy input/output
     "npyio",
     "__version__",

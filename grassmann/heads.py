@@ -9,8 +9,9 @@ normalises the feature, ``x_hat = x / max(||x||, eps)``, and returns scaled simi
   2020) or the simplex equiangular tight frame of neural collapse (Papyan et al., 2020).
 * :class:`GrassmannHead` -- one ``k``-dimensional subspace per class (Grassmann Class
   Representation, Wang, Li and Zhang, ICCV 2023): ``logit_i = scale * ||S_i^T x_hat||`` where
-  ``S_i`` (``n x k``, orthonormal columns) is a point on the Grassmann manifold ``Gr(n, k)``,
-  trained with :class:`geoopt.optim.RiemannianSGD` or :class:`geoopt.optim.RiemannianAdam`.
+  ``S_i`` (``n x k_i``, orthonormal columns) is a point on the Grassmann manifold
+  ``Gr(n, k_i)``, trained with :class:`grassmann.optim.GCRSGD` (the paper's exact update),
+  :class:`geoopt.optim.RiemannianSGD` or :class:`geoopt.optim.RiemannianAdam`.
 
 The class vectors and subspaces can come from ``.npy`` files (written by ``ebv-gen``); they are
 read with :func:`grassmann.npyio.load_vectors` and :func:`grassmann.npyio.load_bases`, which
@@ -20,6 +21,8 @@ never unpickle and validate the content.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import geoopt
@@ -38,10 +41,10 @@ __all__ = [
     "reorthonormalize_",
 ]
 
-#: Default logit scale of the cosine heads. A cosine logit lies in ``[-1, 1]``; with a scale of
-#: 16 the softmax can still put ~``1 - (C - 1) e^{-16}`` of its mass on one class, and the
-#: gradient does not vanish early (the EBV paper uses a temperature of 0.07, a scale of ~14).
-DEFAULT_COSINE_SCALE = 16.0
+#: Default logit scale of the cosine heads: ``1 / 0.07 ~ 14.29``, the temperature ``tau = 0.07``
+#: of the EBV paper (logits ``<x_hat, w_i> / tau``). A cosine logit lies in ``[-1, 1]``; with
+#: this scale the softmax can still put ~``1 - (C - 1) e^{-28.6}`` of its mass on one class.
+DEFAULT_COSINE_SCALE = 1.0 / 0.07
 
 #: ``eps`` of the feature normalisation ``x / max(||x||, eps)``.
 _NORM_EPS = 1e-12
@@ -52,6 +55,16 @@ _SQRT_EPS = 1e-12
 #: Tolerance on ``S^T S = I`` for class subspaces given as tensors (the same as the ``.npy``
 #: loaders use).
 _ORTHONORMAL_TOL = 1e-4
+
+#: Tolerance on ``S^T S = I`` of the subspaces of a head in training and of a loaded
+#: ``state_dict``: far above the rounding error of any Riemannian optimiser (float32 steps stay
+#: below ~1e-5 between re-orthonormalisations), far below what one Euclidean step makes.
+_DRIFT_TOL = 1e-3
+
+#: The forward pass in training mode checks the orthonormality of at most this many classes per
+#: dimension group, at calls 1, 2, 4, ..., _CHECK_EVERY and then every _CHECK_EVERY calls.
+_CHECK_CLASSES = 16
+_CHECK_EVERY = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,14 +123,6 @@ def _simplex_frame(num_classes: int, dim: int) -> torch.Tensor:
     return out
 
 
-def _orthonormality_error(bases: torch.Tensor) -> float:
-    """``max |S^T S - I|`` over the batch, in float64."""
-    b = bases.to(torch.float64)
-    gram = b.transpose(-1, -2) @ b
-    eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
-    return float((gram - eye).abs().amax()) if b.numel() else 0.0
-
-
 # --------------------------------------------------------------------------------------------
 # vector heads
 # --------------------------------------------------------------------------------------------
@@ -145,9 +150,10 @@ class EBVHead(nn.Module):
         If given, a learned ``nn.Linear(in_features, d)`` maps the input features to ``R^d``
         first.
     scale
-        The logit scale ``s`` (inverse temperature), a fixed float. The default, 16, lets the
-        softmax reach a confident prediction from cosines in ``[-1, 1]``; the EBV paper's
-        temperature 0.07 corresponds to ``s ~ 14.3``.
+        The logit scale ``s`` (inverse temperature), a fixed float. The default is the EBV
+        paper's: ``1 / 0.07 ~ 14.29`` (temperature 0.07; the paper trains with label smoothing
+        0.1, ``F.cross_entropy(logits, y, label_smoothing=0.1)``). It used to be 16 (see
+        the changelog).
     device, dtype
         Where and in which floating dtype to store the vectors and the linear map (as for
         ``torch.nn`` layers; default: the CPU and ``torch.get_default_dtype()``).
@@ -280,32 +286,119 @@ class FixedClassifierHead(EBVHead):
 # --------------------------------------------------------------------------------------------
 
 
+class _ScaledProjectionNorm(torch.autograd.Function):
+    r"""``s sqrt(||p||^2 + eps)`` over the last dimension, with a one-pass backward.
+
+    Forward: one reduction over ``(..., C, k)`` (in float32 at least). Backward:
+    :math:`\partial / \partial p = s\, p / \sqrt{\|p\|^2 + \epsilon} = s^2 p / \mathrm{out}`,
+    one elementwise pass over ``p`` (autograd's ``vector_norm`` backward makes five, with the
+    masking of zero norms that ``eps`` makes unnecessary). The backward is written with
+    differentiable operations on the saved input and output, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, proj: torch.Tensor, scale: float) -> torch.Tensor:
+        wide = torch.promote_types(proj.dtype, torch.float32)
+        r = torch.linalg.vector_norm(proj, dim=-1, dtype=wide)
+        out = r.square_().add_(_SQRT_EPS).sqrt_().mul_(scale)
+        ctx.save_for_backward(proj, out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        proj, out = ctx.saved_tensors
+        weight = grad * (ctx.scale * ctx.scale) / out
+        return proj * weight.unsqueeze(-1).to(proj.dtype), None
+
+
+def _check_subspace_dims(value: Any, num_classes: int, in_features: int) -> tuple[int, ...]:
+    """``subspace_dim`` (an int, or one int per class) as a tuple of ``num_classes`` ints."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_classes:
+            raise ValueError(
+                f"subspace_dim must be an int or a sequence of num_classes = {num_classes} "
+                f"ints, got a sequence of length {len(value)}"
+            )
+        return tuple(
+            check_int(f"subspace_dim[{i}]", k, minimum=1, maximum=in_features)
+            for i, k in enumerate(value)
+        )
+    k = check_int("subspace_dim", value, minimum=1, maximum=in_features)
+    return (k,) * num_classes
+
+
+def _orthonormal_tol(dtype: torch.dtype) -> float:
+    """Largest ``max |S^T S - I|`` that a trained head may show before it counts as off the
+    manifold: ``1e-3``, or 64 ulps for the half-precision types."""
+    return max(_DRIFT_TOL, 64.0 * torch.finfo(dtype).eps)
+
+
+def _worst_basis(bases: torch.Tensor) -> tuple[float, int]:
+    """``(max |S_i^T S_i - I|, i)`` over a ``(C, n, k)`` stack (float64; NaN counts as worst)."""
+    b = bases.detach().to(torch.float64)
+    eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
+    err = (b.mT @ b - eye).abs().amax(dim=(-2, -1))
+    err = torch.where(torch.isfinite(err), err, torch.inf)
+    worst = int(err.argmax())
+    return float(err[worst]), worst
+
+
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing (the check would break the graph); torch < 2.3 has no
+    ``torch.compiler.is_compiling``."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+_OFF_MANIFOLD_ADVICE = (
+    "train the subspaces with grassmann.optim.GCRSGD, geoopt.optim.RiemannianSGD or "
+    "RiemannianAdam (a Euclidean optimiser such as torch.optim.SGD or AdamW moves them off the "
+    "Grassmann manifold; grassmann.optim.param_groups keeps them out of its groups), or "
+    "re-orthonormalise them with grassmann.reorthonormalize_(model)"
+)
+
+
 class GrassmannHead(nn.Module):
-    r"""Grassmann Class Representation: one trainable ``k``-dimensional subspace per class.
+    r"""Grassmann Class Representation: one trainable subspace per class.
 
     .. math::
 
         \mathrm{logit}_i(x) = s \, \sqrt{\|S_i^\top \hat x\|^2 + \epsilon},
         \qquad \hat x = \frac{x}{\max(\|x\|, 10^{-12})},
 
-    where ``S_i`` (``n x k``, ``S_i^T S_i = I_k``) is an orthonormal basis of the class
-    subspace, a point of the Grassmann manifold ``Gr(n, k)``, and ``epsilon = 1e-12`` makes the
-    gradient defined where ``S_i^T x_hat = 0``. The logit is ``s`` times the cosine of the
-    angle between the feature and the subspace; for ``k = 1`` it is ``s |cos(x, s_i)|``. All
-    classes share one matrix product: ``S`` is laid out as ``(n, C k)`` and ``x_hat @ S`` has
-    shape ``(B, C k)``, then the norm runs over each group of ``k``. Under
-    :func:`torch.autocast` the product may run in the lower precision; the norm is always taken
-    in float32 (or float64 for float64 inputs).
+    where ``S_i`` (``n x k_i``, ``S_i^T S_i = I``) is an orthonormal basis of the class
+    subspace, a point of the Grassmann manifold ``Gr(n, k_i)``, and ``epsilon = 1e-12`` makes
+    the gradient defined where ``S_i^T x_hat = 0``. The logit is ``s`` times the cosine of the
+    angle between the feature and the subspace; for ``k_i = 1`` it is ``s |cos(x, s_i)|``. All
+    classes of one dimension share one matrix product: their bases are laid out as an
+    ``(n, C k)`` matrix (a view) and ``x_hat @ S`` has shape ``(B, C k)``, then the norm runs
+    over each group of ``k``. Under :func:`torch.autocast` the product may run in the lower
+    precision; the norm is always taken in float32 (or float64 for float64 inputs).
 
-    ``subspaces`` is a :class:`geoopt.ManifoldParameter` on :class:`grassmann.Grassmann` of
-    shape ``(num_classes, in_features, subspace_dim)``. Train it with
-    :class:`geoopt.optim.RiemannianSGD` or :class:`geoopt.optim.RiemannianAdam`: they project
-    the Euclidean gradient to the horizontal space, ``G - S (S^T G)``, and step with the
-    manifold's retraction, which keeps the bases orthonormal. Put the subspaces in a parameter
-    group with ``weight_decay=0``: weight decay adds ``lambda S`` to the gradient, which the
-    projection removes (``S - S S^T S = 0``), so it only costs time and misleads readers of
-    the configuration. :func:`reorthonormalize_` (or the optimisers'
-    ``stabilize=`` argument) re-orthonormalises if a retraction lets rounding errors accumulate.
+    **Subspaces.** With one dimension ``k`` for all classes, ``subspaces`` is a
+    :class:`geoopt.ManifoldParameter` on :class:`grassmann.Grassmann` of shape
+    ``(num_classes, in_features, k)``. With a dimension per class
+    (``subspace_dim=[k_1, ..., k_C]``) the classes of each distinct dimension ``k`` share one
+    parameter ``subspaces_k{k}`` of shape ``(C_k, in_features, k)`` (classes in increasing
+    order); the forward pass makes one product per distinct dimension (never a loop over the
+    classes) and puts the logits back in class order. :meth:`class_bases` returns the basis of
+    every class either way.
+
+    **Training.** Train the subspaces with a Riemannian optimiser: :class:`grassmann.optim.
+    GCRSGD` (the exact update of the GCR paper), or :class:`geoopt.optim.RiemannianSGD` /
+    :class:`geoopt.optim.RiemannianAdam`. They project the Euclidean gradient to the horizontal
+    space, ``G - S (S^T G)``, and step along a geodesic or a retraction, which keeps the bases
+    orthonormal. **A Euclidean optimiser (torch.optim.SGD, Adam, AdamW ...) silently moves the
+    bases off the manifold** (their columns stop being orthonormal and the logits stop being
+    cosines): in training mode the forward pass checks the orthonormality of a few classes at
+    calls 1, 2, 4, 8, ... and then every 1024 calls (one host synchronisation each time) and
+    warns once (``RuntimeWarning``) when ``max |S^T S - I|`` exceeds ``1e-3``.
+    :func:`grassmann.optim.param_groups` keeps the subspaces in a group of their own without
+    weight decay. :meth:`load_state_dict` refuses subspaces that are not orthonormal to the
+    same tolerance (the subspaces of the head are then left as they were).
 
     Parameters
     ----------
@@ -314,32 +407,41 @@ class GrassmannHead(nn.Module):
     num_classes
         Number of classes ``C``.
     subspace_dim
-        Dimension ``k`` of each class subspace, ``1 <= k <= n``.
+        Dimension ``k`` of every class subspace, ``1 <= k <= n``, or a sequence of ``C``
+        dimensions, one per class.
     scale
         Logit scale ``s`` (the GCR paper uses 25 on ImageNet).
     init
         ``"random"``: independent uniform (Haar) random subspaces from
         :meth:`grassmann.Grassmann.random`; ``seed`` makes them reproducible, otherwise they are
         drawn from torch's global generator (like ``nn.Linear``'s initialisation, so
-        ``torch.manual_seed`` applies). A tensor of shape ``(num_classes, in_features,
-        subspace_dim)`` with orthonormal columns (within 1e-4) -- e.g. a subspace packing --
-        is copied as is. A path (``str`` or ``os.PathLike``) is read with
-        :func:`grassmann.npyio.load_bases`.
+        ``torch.manual_seed`` applies).
+
+        A tensor of shape ``(num_classes, in_features, K)`` with orthonormal columns (within
+        1e-4), e.g. a subspace packing from :func:`ebv_gen.generate_subspaces`, with
+        ``K = k`` (one dimension) or ``K = max(k_i)`` (a dimension per class: class ``i``
+        takes the first ``k_i`` columns of its basis, a subspace of the packing's subspace, so
+        the smallest principal angle between any two classes is at least the packing's).
+        A path (``str`` or ``os.PathLike``) of such a ``.npy`` file is read with
+        :func:`grassmann.npyio.load_bases`. A sequence of ``num_classes`` tensors of shapes
+        ``(in_features, k_i)`` gives every class its basis.
     trainable
-        ``False`` keeps the subspaces fixed: they are then a buffer (in the ``state_dict``,
+        ``False`` keeps the subspaces fixed: they are then buffers (in the ``state_dict``,
         moved by ``.to()``, invisible to ``parameters()`` and thus to every optimiser) -- the
         subspace analogue of :class:`EBVHead`.
     seed
         Seed of ``init="random"``; ``None`` uses torch's global generator.
     retraction
-        Retraction of the :class:`grassmann.Grassmann` manifold the optimisers step with:
-        ``"qr"`` (default: the Q factor of ``S + U`` by one Cholesky-QR pass, with a second
+        Retraction of the :class:`grassmann.Grassmann` manifold that geoopt's optimisers step
+        with: ``"qr"`` (default: the Q factor of ``S + U`` by one Cholesky-QR pass, with a second
         pass only for the classes whose condition estimate asks for it), ``"polar"`` or
-        ``"expmap"`` (the exact geodesic step of the GCR paper). All return orthonormal bases
-        after every step.
-    device, dtype
-        Where and in which floating dtype to store the subspaces. Each basis is stored
-        column-major (strides ``(n k, 1, n)``) so that the forward pass needs no copy.
+        ``"expmap"`` (the exact geodesic step of the GCR paper). :class:`grassmann.optim.GCRSGD`
+        always steps along the exact geodesic.
+    device
+        Where to store the subspaces (default: the CPU).
+    dtype
+        Floating dtype of the subspaces (default: ``torch.get_default_dtype()``). Each basis is
+        stored column-major (strides ``(n k, 1, n)``) so that the forward pass needs no copy.
 
     References
     ----------
@@ -351,17 +453,18 @@ class GrassmannHead(nn.Module):
     >>> head = GrassmannHead(16, 10, 4, seed=0)
     >>> head(torch.randn(8, 16)).shape
     torch.Size([8, 10])
+    >>> mixed = GrassmannHead(16, 3, [2, 4, 2], seed=0)
+    >>> [tuple(b.shape) for b in mixed.class_bases()]
+    [(16, 2), (16, 4), (16, 2)]
     """
-
-    subspaces: torch.Tensor
 
     def __init__(
         self,
         in_features: int,
         num_classes: int,
-        subspace_dim: int,
+        subspace_dim: int | Sequence[int],
         scale: float = 25.0,
-        init: str | os.PathLike | torch.Tensor = "random",
+        init: str | os.PathLike | torch.Tensor | Sequence[torch.Tensor] = "random",
         trainable: bool = True,
         *,
         seed: int | None = None,
@@ -372,9 +475,12 @@ class GrassmannHead(nn.Module):
         super().__init__()
         self.in_features = check_int("in_features", in_features, minimum=1)
         self.num_classes = check_int("num_classes", num_classes, minimum=1)
-        self.subspace_dim = check_int(
-            "subspace_dim", subspace_dim, minimum=1, maximum=self.in_features
-        )
+        dims = _check_subspace_dims(subspace_dim, self.num_classes, self.in_features)
+        #: The dimension of every class subspace, ``(k_1, ..., k_C)``.
+        self.subspace_dims: tuple[int, ...] = dims
+        uniform = len(set(dims)) == 1
+        #: ``k`` when all classes have one dimension, else the tuple of :attr:`subspace_dims`.
+        self.subspace_dim: int | tuple[int, ...] = dims[0] if uniform else dims
         self.scale = check_float("scale", scale, minimum=0.0, strict_minimum=True)
         if not isinstance(trainable, bool):
             raise TypeError(f"trainable must be a bool, got {type(trainable).__name__}")
@@ -383,37 +489,70 @@ class GrassmannHead(nn.Module):
         self.trainable = trainable
         manifold = Grassmann(retraction=retraction)
         dtype = dtype if dtype is not None else torch.get_default_dtype()
+
+        # classes grouped by dimension (increasing), each group one (C_k, n, k) tensor
+        group_dims = sorted(set(dims))
+        members = [[i for i, d in enumerate(dims) if d == k] for k in group_dims]
+        names = ["subspaces"] if uniform else [f"subspaces_k{k}" for k in group_dims]
+        self._groups: tuple[tuple[str, int, tuple[int, ...]], ...] = tuple(
+            (name, k, tuple(m)) for name, k, m in zip(names, group_dims, members, strict=True)
+        )
         bases = self._initial_bases(init, seed, manifold)
-        # Store every basis column-major (strides (n k, 1, n)): then the (n, C k) layout of
-        # the forward pass is a view, the same memory layout as nn.Linear's weight transposed,
-        # and no (C, n, k) copy is made in the forward or the backward pass.
-        bases = bases.to(device=device, dtype=dtype).mT.contiguous().mT
-        if trainable:
-            self.subspaces = geoopt.ManifoldParameter(bases, manifold=manifold)
-        else:
-            self.register_buffer("subspaces", bases)
+        for (name, _, _), b in zip(self._groups, bases, strict=True):
+            # Column-major storage (strides (n k, 1, n)): the (n, C k) layout of the forward
+            # pass is then a view, the memory layout of nn.Linear's weight transposed, and no
+            # (C, n, k) copy is made in the forward or the backward pass.
+            b = b.to(device=device, dtype=dtype).mT.contiguous().mT
+            if trainable:
+                self.register_parameter(name, geoopt.ManifoldParameter(b, manifold=manifold))
+            else:
+                self.register_buffer(name, b)
+        order = [i for _, _, m in self._groups for i in m]
+        self._class_order: torch.Tensor | None
+        if order == sorted(order):
+            self._class_order = None
+        else:  # logits come out grouped by dimension; this puts them back in class order
+            inverse = torch.empty(len(order), dtype=torch.long)
+            inverse[torch.tensor(order)] = torch.arange(len(order))
+            self.register_buffer("_class_order", inverse.to(device), persistent=False)
         self.retraction = manifold.retraction
         if isinstance(init, str) and init == "random":
             self.init = "random"
+        elif _is_path(init):
+            self.init = "path"
         else:
-            self.init = "path" if _is_path(init) else "tensor"
+            self.init = "bases" if isinstance(init, (list, tuple)) else "tensor"
+        self._forward_calls = 0
+        self._next_check = 1
+        self._warned_off_manifold = False
+
+    # -- construction ---------------------------------------------------------------------
 
     @property
     def expected_shape(self) -> tuple[int, int, int]:
-        """``(num_classes, in_features, subspace_dim)``."""
-        return (self.num_classes, self.in_features, self.subspace_dim)
+        """Shape of an ``init`` tensor: ``(num_classes, in_features, max(k_i))``."""
+        return (self.num_classes, self.in_features, max(self.subspace_dims))
 
-    def _initial_bases(self, init: Any, seed: int | None, manifold: Grassmann) -> torch.Tensor:
-        shape = self.expected_shape
+    def _initial_bases(
+        self, init: Any, seed: int | None, manifold: Grassmann
+    ) -> list[torch.Tensor]:
+        """The float64 CPU bases of every dimension group, from ``init``."""
+        n = self.in_features
         if isinstance(init, str) and init == "random":
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            bases = manifold.random(*shape, dtype=torch.float64, generator=generator)
-            return bases.detach().as_subclass(torch.Tensor)
+            return [
+                manifold.random(len(m), n, k, dtype=torch.float64, generator=generator)
+                .detach()
+                .as_subclass(torch.Tensor)
+                for _, k, m in self._groups
+            ]
+        if isinstance(init, (list, tuple)):
+            return self._bases_from_sequence(init)
         if _is_path(init):
             if not str(init).endswith(".npy") and not os.path.exists(init):
                 raise ValueError(
-                    f"init must be 'random', a tensor of shape {shape} or the path of a .npy "
-                    f"file, got {init!r}"
+                    f"init must be 'random', a tensor of shape {self.expected_shape}, a sequence "
+                    f"of bases or the path of a .npy file, got {init!r}"
                 )
             from . import npyio
 
@@ -425,43 +564,160 @@ class GrassmannHead(nn.Module):
             check_finite("init", bases)
         else:
             raise TypeError(
-                f"init must be 'random', a torch.Tensor or a path, got {type(init).__name__}"
+                f"init must be 'random', a torch.Tensor, a sequence of tensors or a path, got "
+                f"{type(init).__name__}"
             )
+        shape = self.expected_shape
         if tuple(bases.shape) != shape:
+            what = "subspace_dim" if len(self._groups) == 1 else "max(subspace_dim)"
             raise ValueError(
-                f"{source} must have shape (num_classes, in_features, subspace_dim) = {shape}, "
+                f"{source} must have shape (num_classes, in_features, {what}) = {shape}, "
                 f"got {tuple(bases.shape)}"
             )
-        error = _orthonormality_error(bases)
-        if error > _ORTHONORMAL_TOL:
+        bases = bases.to(device="cpu", dtype=torch.float64)
+        groups = [bases[list(m), :, :k].clone() for _, k, m in self._groups]
+        for (_, k, m), b in zip(self._groups, groups, strict=True):
+            error, worst = _worst_basis(b)
+            if error > _ORTHONORMAL_TOL:
+                cols = f"first {k} columns" if k < shape[2] else "columns"
+                raise ValueError(
+                    f"{source} must have orthonormal {cols} (max |S^T S - I| <= "
+                    f"{_ORTHONORMAL_TOL:g}), got max |S^T S - I| = {error:.3g} (class {m[worst]})"
+                )
+        return groups
+
+    def _bases_from_sequence(self, init: Sequence[Any]) -> list[torch.Tensor]:
+        n, dims = self.in_features, self.subspace_dims
+        if len(init) != self.num_classes:
             raise ValueError(
-                f"{source} must have orthonormal columns (max |S^T S - I| <= "
-                f"{_ORTHONORMAL_TOL:g}), got max |S^T S - I| = {error:.3g}"
+                f"init as a sequence must hold num_classes = {self.num_classes} bases, got "
+                f"{len(init)}"
             )
-        return bases.to(device="cpu", dtype=torch.float64).clone()
+        per_class = []
+        for i, b in enumerate(init):
+            b = check_tensor(f"init[{i}]", b, ndim=2).detach()
+            if tuple(b.shape) != (n, dims[i]):
+                raise ValueError(
+                    f"init[{i}] must have shape (in_features, subspace_dim[{i}]) = "
+                    f"{(n, dims[i])}, got {tuple(b.shape)}"
+                )
+            check_finite(f"init[{i}]", b)
+            b = b.to(device="cpu", dtype=torch.float64)
+            error, _ = _worst_basis(b[None])
+            if error > _ORTHONORMAL_TOL:
+                raise ValueError(
+                    f"init[{i}] must have orthonormal columns (max |S^T S - I| <= "
+                    f"{_ORTHONORMAL_TOL:g}), got max |S^T S - I| = {error:.3g}"
+                )
+            per_class.append(b)
+        return [torch.stack([per_class[i] for i in m]) for _, _, m in self._groups]
+
+    # -- access ---------------------------------------------------------------------------
+
+    def subspace_groups(self) -> list[tuple[int, tuple[int, ...], torch.Tensor]]:
+        """``(k, classes, bases)`` for every distinct dimension ``k`` (increasing): the classes
+        of that dimension and their ``(len(classes), in_features, k)`` bases (the parameter or
+        buffer itself)."""
+        return [(k, m, getattr(self, name)) for name, k, m in self._groups]
+
+    def class_bases(self) -> list[torch.Tensor]:
+        """The ``(in_features, k_i)`` basis of every class, in class order (views)."""
+        out: list[torch.Tensor | None] = [None] * self.num_classes
+        for _, m, bases in self.subspace_groups():
+            for j, i in enumerate(m):
+                out[i] = bases[j]
+        return out  # type: ignore[return-value]
+
+    # -- forward --------------------------------------------------------------------------
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Return the logits, shape ``input.shape[:-1] + (num_classes,)``."""
         _check_features(input, self.in_features)
-        c, n, k = self.expected_shape
+        if self.training and self.trainable:
+            self._check_on_manifold()
         x = _normalize_features(input)
-        # (C, n, k) -> (n, C k): one matrix product for all classes.
-        flat = self.subspaces.permute(1, 0, 2).reshape(n, c * k)
-        proj = x @ flat.to(x.dtype)
-        proj = proj.view(*proj.shape[:-1], c, k)
-        # The norm in at least float32, whatever precision the product ran in. vector_norm is
-        # one pass over (B, C, k) forward and backward; its gradient at 0 is defined (0), and
-        # sqrt(r^2 + eps) has the gradient p / sqrt(||p||^2 + eps) of the textbook formula.
-        r = torch.linalg.vector_norm(
-            proj, dim=-1, dtype=torch.promote_types(proj.dtype, torch.float32)
+        n = self.in_features
+        parts = []
+        for name, k, m in self._groups:
+            bases = getattr(self, name)
+            # (C, n, k) -> (n, C k): one matrix product for all classes of this dimension.
+            flat = bases.permute(1, 0, 2).reshape(n, len(m) * k)
+            proj = x @ flat.to(x.dtype)
+            proj = proj.view(*proj.shape[:-1], len(m), k)
+            parts.append(_ScaledProjectionNorm.apply(proj, self.scale))
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        if self._class_order is not None:
+            logits = logits.index_select(-1, self._class_order)
+        return logits
+
+    def _check_on_manifold(self) -> None:
+        """Warn once if the bases of a few classes are no longer orthonormal (at forward calls
+        1, 2, 4, ..., 1024 and then every 1024: one host synchronisation each time)."""
+        if self._warned_off_manifold or _is_compiling():
+            return
+        self._forward_calls += 1
+        if self._forward_calls < self._next_check:
+            return
+        self._next_check = self._forward_calls + min(self._forward_calls, _CHECK_EVERY)
+        for name, _, m in self._groups:
+            bases = getattr(self, name)
+            sample = bases[:: max(1, len(m) // _CHECK_CLASSES)][:_CHECK_CLASSES]
+            error, worst = _worst_basis(sample)
+            if error > _orthonormal_tol(bases.dtype):
+                self._warned_off_manifold = True
+                cls = m[worst * max(1, len(m) // _CHECK_CLASSES)]
+                warnings.warn(
+                    f"GrassmannHead: the class subspaces are no longer orthonormal "
+                    f"(max |S^T S - I| = {error:.3g} for class {cls} after "
+                    f"{self._forward_calls} training forward passes); {_OFF_MANIFOLD_ADVICE}",
+                    RuntimeWarning,
+                    stacklevel=5,  # the caller of head(x): _check_on_manifold, forward, and
+                    # Module._wrapped_call_impl / _call_impl in between
+                )
+                return
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Refuse non-orthonormal subspaces (``load_state_dict`` then raises, and this head
+        keeps its subspaces)."""
+        for name, _, m in self._groups:
+            value = state_dict.get(prefix + name)
+            own = getattr(self, name)
+            if not isinstance(value, torch.Tensor) or value.shape != own.shape:
+                continue  # missing or of the wrong shape: torch reports it
+            error, worst = _worst_basis(value)
+            tol = _orthonormal_tol(own.dtype)
+            if error > tol:
+                error_msgs.append(
+                    f"{prefix + name} must hold orthonormal bases (max |S^T S - I| <= {tol:g}), "
+                    f"got max |S^T S - I| = {error:.3g} for class {m[worst]}; "
+                    f"{_OFF_MANIFOLD_ADVICE}"
+                )
+                return
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        return self.scale * torch.sqrt(r.square() + _SQRT_EPS)
 
     def extra_repr(self) -> str:
+        if len(self._groups) == 1:
+            dims = f"subspace_dim={self.subspace_dims[0]}"
+        else:
+            dims = "subspace_dim={" + ", ".join(f"{k}: {len(m)}" for _, k, m in self._groups)
+            dims += "} (dimension: classes)"
         return (
-            f"in_features={self.in_features}, num_classes={self.num_classes}, "
-            f"subspace_dim={self.subspace_dim}, scale={self.scale:g}, init={self.init!r}, "
-            f"trainable={self.trainable}, retraction={self.retraction!r}"
+            f"in_features={self.in_features}, num_classes={self.num_classes}, {dims}, "
+            f"scale={self.scale:g}, init={self.init!r}, trainable={self.trainable}, "
+            f"retraction={self.retraction!r}"
         )
 
 
@@ -475,8 +731,9 @@ def reorthonormalize_(module: nn.Module) -> nn.Module:
     retraction keeps ``max |S^T S - I|`` near ``2e-7`` over 1000 steps by itself, whereas the
     exponential map (``retraction="expmap"``) lets rounding errors accumulate (about ``1e-4``
     after 1000 steps): call this every few hundred steps then, or pass ``stabilize=100`` to the
-    geoopt optimiser, which does the same with the polar factor. Optimiser state (momentum) is
-    left alone: it stays a valid tangent direction to first order.
+    geoopt optimiser, which does the same with the polar factor
+    (:class:`grassmann.optim.GCRSGD` re-orthonormalises by itself). Optimiser state (momentum)
+    is left alone: it stays a valid tangent direction to first order.
 
     Returns ``module``.
     """
@@ -484,5 +741,6 @@ def reorthonormalize_(module: nn.Module) -> nn.Module:
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     for sub in module.modules():
         if isinstance(sub, GrassmannHead):
-            sub.subspaces.copy_(orthonormalize(sub.subspaces, method="qr"))
+            for _, _, bases in sub.subspace_groups():
+                bases.copy_(orthonormalize(bases, method="qr"))
     return module

@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from grassmann import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
+from grassmann import (
+    EBVHead,
+    FixedClassifierHead,
+    GrassmannHead,
+    principal_angles,
+    reorthonormalize_,
+)
 from grassmann.heads import DEFAULT_COSINE_SCALE
 from grassmann.manifold import Grassmann
 from grassmann.npyio import InvalidContentError, UnusableFileError
@@ -431,3 +437,219 @@ def test_heads_reject_bad_npy_files(tmp_path):
         GrassmannHead(4, 4, 1, init=tmp_path / "junk.npy")
     with pytest.raises(ValueError, match="no such file"):
         EBVHead(tmp_path / "missing.npy")
+
+
+# ---------------------------------------------------------------------------------------------
+# the EBV paper's scale
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cosine_heads_default_to_the_ebv_papers_temperature_0_07():
+    assert EBVHead(torch.eye(3)).scale == pytest.approx(1 / 0.07)
+    assert FixedClassifierHead(3, 4).scale == pytest.approx(1 / 0.07)
+    head = EBVHead(torch.eye(3), dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(head(x), torch.tensor([[1 / 0.07, 0.0, 0.0]], dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# a dimension per class
+# ---------------------------------------------------------------------------------------------
+
+MIXED = [3, 1, 3, 2, 1]
+
+
+def test_mixed_dimension_logits_equal_a_per_class_reference(device):
+    head = GrassmannHead(9, 5, MIXED, scale=3.0, seed=0, dtype=torch.float64).to(device)
+    bases = head.class_bases()
+    assert [tuple(b.shape) for b in bases] == [(9, k) for k in MIXED]
+    assert head.subspace_dim == tuple(MIXED) and head.subspace_dims == tuple(MIXED)
+    assert sorted(n for n, _ in head.named_parameters()) == [
+        "subspaces_k1",
+        "subspaces_k2",
+        "subspaces_k3",
+    ]
+    assert [(k, m) for k, m, _ in head.subspace_groups()] == [(1, (1, 4)), (2, (3,)), (3, (0, 2))]
+    x = torch.randn(2, 7, 9, dtype=torch.float64, device=device)
+    xh = x / x.norm(dim=-1, keepdim=True)
+    # the head's logit is s sqrt(||S^T x||^2 + 1e-12)
+    expected = torch.stack(
+        [3.0 * ((xh @ b).square().sum(-1) + 1e-12).sqrt() for b in bases], dim=-1
+    )
+    torch.testing.assert_close(head(x), expected, rtol=1e-12, atol=1e-12)
+    assert all(_orth_error(b) < 1e-12 for b in bases)
+    uniform = GrassmannHead(9, 3, [2, 2, 2], seed=0)
+    assert uniform.subspace_dim == 2 and isinstance(uniform.subspaces, geoopt.ManifoldParameter)
+
+
+def test_mixed_dimension_forward_makes_one_product_per_distinct_dimension():
+    head = GrassmannHead(32, 200, [1 + i % 3 for i in range(200)], seed=0)
+    x = torch.randn(4, 32)
+    with torch.profiler.profile() as prof:
+        head(x)
+    mms = [e for e in prof.events() if e.name in ("aten::mm", "aten::matmul", "aten::bmm")]
+    assert sum(e.name == "aten::mm" for e in mms) == 3  # not 200
+
+
+def test_mixed_dimension_gradcheck():
+    head = GrassmannHead(6, 3, [2, 1, 3], scale=2.0, seed=0, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    names = [n for n, _ in head.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in head.parameters()]
+
+    def f(x_, *ps):
+        return functional_call(head, dict(zip(names, ps, strict=True)), (x_,))
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+def test_mixed_dimension_init_cuts_a_packing_and_keeps_its_minimum_angle():
+    packing = _haar(6, 10, 4, seed=3)
+    dims = [4, 2, 1, 3, 2, 4]
+    head = GrassmannHead(10, 6, dims, init=packing, dtype=torch.float64)
+    for i, b in enumerate(head.class_bases()):
+        torch.testing.assert_close(b, packing[i, :, : dims[i]], rtol=0, atol=0)
+
+    def min_angle(bases):
+        return min(
+            float(principal_angles(bases[i], bases[j]).min())
+            for i in range(len(bases))
+            for j in range(i)
+        )
+
+    assert min_angle([b.detach() for b in head.class_bases()]) >= min_angle(list(packing)) - 1e-12
+    listed = GrassmannHead(10, 6, dims, init=head.class_bases(), dtype=torch.float64)
+    assert all(
+        torch.equal(a, b) for a, b in zip(listed.class_bases(), head.class_bases(), strict=True)
+    )
+    assert "init='bases'" in repr(listed) and "{1: 1, 2: 2, 3: 1, 4: 2}" in repr(listed)
+
+
+def test_mixed_dimension_heads_train_save_and_reorthonormalise():
+    from grassmann.optim import GCRSGD
+
+    torch.manual_seed(0)
+    head = GrassmannHead(16, 6, [1, 2, 4, 1, 2, 4], seed=0)
+    x, y = torch.randn(96, 16), torch.randint(0, 6, (96,))
+    with torch.no_grad():
+        start = float(F.cross_entropy(head(x), y))
+    end = _train(head, 60, GCRSGD(head.parameters(), lr=0.2, momentum=0.9), x, y)
+    assert end < 0.6 * start
+    assert all(_orth_error(b) < 1e-5 for b in head.class_bases())
+    other = GrassmannHead(16, 6, [1, 2, 4, 1, 2, 4], seed=1)
+    other.load_state_dict(head.state_dict())
+    assert torch.equal(other(x), head(x))
+    fixed = GrassmannHead(16, 6, [1, 2, 4, 1, 2, 4], seed=0, trainable=False)
+    assert not list(fixed.parameters()) and "subspaces_k4" in fixed.state_dict()
+    assert "_class_order" not in fixed.state_dict()
+    with torch.no_grad():
+        for _, _, b in head.subspace_groups():
+            b.mul_(1.001)
+    reorthonormalize_(head)
+    assert all(_orth_error(b) < 1e-6 for b in head.class_bases())
+
+
+def test_mixed_dimension_errors_name_the_argument():
+    with pytest.raises(
+        ValueError, match=r"sequence of num_classes = 3 ints, got a sequence of length 2"
+    ):
+        GrassmannHead(8, 3, [1, 2])
+    with pytest.raises(ValueError, match=r"subspace_dim\[1\] must be <= 8, got 9"):
+        GrassmannHead(8, 3, [1, 9, 2])
+    with pytest.raises(TypeError, match=r"subspace_dim\[0\] must be an integer"):
+        GrassmannHead(8, 2, [1.5, 2])
+    with pytest.raises(ValueError, match=r"max\(subspace_dim\)\) = \(3, 8, 2\), got \(3, 8, 3\)"):
+        GrassmannHead(8, 3, [1, 2, 2], init=_haar(3, 8, 3))
+    with pytest.raises(ValueError, match=r"orthonormal first 1 columns.*\(class 0\)"):
+        GrassmannHead(8, 3, [1, 2, 2], init=2.0 * _haar(3, 8, 2))
+    with pytest.raises(
+        ValueError, match=r"init\[1\] must have shape \(in_features, subspace_dim\[1\]\)"
+    ):
+        GrassmannHead(8, 2, [1, 2], init=[_haar(1, 8, 1)[0], _haar(1, 8, 1)[0]])
+    with pytest.raises(ValueError, match="init as a sequence must hold num_classes = 2 bases"):
+        GrassmannHead(8, 2, [1, 2], init=[_haar(1, 8, 1)[0]])
+    with pytest.raises(ValueError, match=r"init\[0\] must have orthonormal columns"):
+        GrassmannHead(8, 2, [1, 2], init=[3 * _haar(1, 8, 1)[0], _haar(1, 8, 2)[0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# leaving the manifold: detected in training, refused on loading
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plain_torch_sgd_on_the_subspaces_warns_once_and_names_the_riemannian_optimisers():
+    torch.manual_seed(0)
+    head = GrassmannHead(32, 10, 4, seed=0)
+    x, y = torch.randn(64, 32), torch.randint(0, 10, (64,))
+    opt = torch.optim.SGD(head.parameters(), lr=0.5, momentum=0.9)
+    with pytest.warns(RuntimeWarning) as record:
+        _train(head, 40, opt, x, y)
+    messages = [str(w.message) for w in record if "GrassmannHead" in str(w.message)]
+    assert len(messages) == 1
+    for part in ("no longer orthonormal", "GCRSGD", "RiemannianSGD", "reorthonormalize_"):
+        assert part in messages[0]
+    assert _orth_error(head.subspaces) > 1e-2  # it really did leave the manifold
+
+
+@pytest.mark.parametrize("optimizer", ["gcrsgd", "rsgd", "radam"])
+def test_riemannian_training_never_warns(optimizer):
+    import warnings
+
+    from grassmann.optim import GCRSGD
+
+    torch.manual_seed(0)
+    head = GrassmannHead(32, 10, [4] * 5 + [2] * 5, seed=0)
+    x, y = torch.randn(64, 32), torch.randint(0, 10, (64,))
+    opt = {
+        "gcrsgd": lambda p: GCRSGD(p, lr=0.2, momentum=0.9),
+        "rsgd": lambda p: geoopt.optim.RiemannianSGD(p, lr=0.2, momentum=0.9),
+        "radam": lambda p: geoopt.optim.RiemannianAdam(p, lr=0.02),
+    }[optimizer](head.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _train(head, 300, opt, x, y)
+    assert head._forward_calls == 300 + 1  # the final loss evaluation of _train is in training mode
+
+
+def test_the_check_runs_at_calls_1_2_4_8_and_not_in_eval_mode_or_for_fixed_subspaces():
+    head = GrassmannHead(8, 3, 2, seed=0)
+    with torch.no_grad():
+        head.subspaces.mul_(3.0)
+    head.eval()
+    head(torch.randn(2, 8))  # eval: no check, no warning
+    fixed = GrassmannHead(8, 3, 2, seed=0, trainable=False)
+    fixed.subspaces.mul_(3.0)
+    fixed(torch.randn(2, 8))
+    head.train()
+    with pytest.warns(
+        RuntimeWarning, match=r"max \|S\^T S - I\| = 8 for class \d after 1 training"
+    ):
+        head(torch.randn(2, 8))
+    ok = GrassmannHead(8, 3, 2, seed=0)
+    checks = []
+    for _ in range(20):
+        before = ok._next_check
+        ok(torch.randn(2, 8))
+        if ok._next_check != before:
+            checks.append(ok._forward_calls)
+    assert checks == [1, 2, 4, 8, 16]
+
+
+def test_load_state_dict_refuses_non_orthonormal_subspaces_and_keeps_the_old_ones():
+    source = nn.Sequential(nn.Linear(4, 8), GrassmannHead(8, 3, 2, seed=0))
+    target = nn.Sequential(nn.Linear(4, 8), GrassmannHead(8, 3, 2, seed=1))
+    state = source.state_dict()
+    state["1.subspaces"] = state["1.subspaces"].clone()
+    state["1.subspaces"][2] *= 1.5
+    before = target[1].subspaces.detach().clone()
+    with pytest.raises(RuntimeError, match=r"1\.subspaces must hold orthonormal bases.*class 2"):
+        target.load_state_dict(state)
+    assert torch.equal(target[1].subspaces.detach(), before)
+    state["1.subspaces"] = source[1].subspaces.detach() + 1e-6  # rounding-level: accepted
+    target.load_state_dict(state)
+    mixed = GrassmannHead(8, 3, [1, 2, 2], seed=0)
+    bad = mixed.state_dict()
+    bad["subspaces_k2"] = torch.zeros_like(bad["subspaces_k2"])
+    with pytest.raises(RuntimeError, match=r"subspaces_k2 must hold orthonormal bases.*class 1"):
+        mixed.load_state_dict(bad)

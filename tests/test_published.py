@@ -1,0 +1,213 @@
+"""``ebv-gen import``: the published EBV pickles, read without running their code."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch._utils
+import torch.storage
+
+from ebv_gen.cli import main
+from ebv_gen.published import RefusedPickleError, import_published, read_tensor_file
+from grassmann import EBVHead
+from grassmann.npyio import InvalidContentError, UnusableFileError
+
+
+def _unit_rows(num: int, dim: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(num, dim, generator=g)
+    return w / w.norm(dim=1, keepdim=True)
+
+
+def _legacy_storage_blob(tensor: torch.Tensor, location: str) -> bytes:
+    """``torch.save(storage)`` in the legacy layout, with the storage tagged ``location``.
+
+    A CUDA tag is faked on a CPU-only machine by rewriting the location string of the pickle
+    stream (protocol 2 has no frame lengths, so the byte replacement is exact)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # TypedStorage is deprecated, but it is what pickle saves
+        warnings.simplefilter("ignore", UserWarning)
+        storage = tensor.contiguous().storage()
+    torch.save(storage, buf, _use_new_zipfile_serialization=False)
+    blob = buf.getvalue()
+    cpu = b"X\x03\x00\x00\x00cpu"
+    assert blob.count(cpu) == 1
+    tag = location.encode()
+    return blob.replace(cpu, b"X" + len(tag).to_bytes(4, "little") + tag)
+
+
+class _Storage:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+class _PublishedTensor:
+    """Pickles exactly as ``pickle.dump(cuda_tensor)`` does (the published ``eq_{d}_{N}.pkl``):
+    ``_rebuild_tensor_v2(_load_from_bytes(<legacy torch.save of the storage>), 0, size, stride,
+    False, OrderedDict())``."""
+
+    def __init__(self, tensor: torch.Tensor, location: str = "cuda:0") -> None:
+        self.tensor, self.location = tensor.contiguous(), location
+
+    def __reduce__(self):
+        t = self.tensor
+        storage = _Storage(_legacy_storage_blob(t, self.location))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (storage, 0, tuple(t.shape), t.stride(), False, OrderedDict()),
+        )
+
+
+def _write_published(path, tensor, location="cuda:0") -> None:
+    path.write_bytes(pickle.dumps(_PublishedTensor(tensor, location), protocol=4))
+
+
+def test_the_published_layout_needs_cuda_for_pickle_and_imports_without(tmp_path, capsys):
+    w = _unit_rows(40, 16)
+    src = tmp_path / "eq_16_40.pkl"
+    _write_published(src, w)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):  # what a CPU-only user meets
+            pickle.loads(src.read_bytes())
+    assert main(["import", str(src), "-o", str(tmp_path / "ebv.npy")]) == 0
+    line = capsys.readouterr().out
+    assert "imported eq_16_40.pkl (pickle, float32 on cuda:0): 40 x 16 unit vectors" in line
+    np.testing.assert_array_equal(np.load(tmp_path / "ebv.npy"), w.numpy())
+    report = json.loads((tmp_path / "ebv.json").read_text())
+    assert report["method"] == "import" and report["mode"] == "lines"
+    assert report["source"]["location"] == "cuda:0" and report["source"]["name_agrees"] is True
+    assert report["shape"] == [40, 16]
+    # verify and the heads take it like a generated file
+    assert main(["verify", str(tmp_path / "ebv.npy")]) == 0
+    assert "valid:" in capsys.readouterr().out
+    head = EBVHead(tmp_path / "ebv.npy")
+    torch.testing.assert_close(head.vectors, w)
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "parameter", "view"])
+def test_torch_save_layouts_and_parameters_read_exactly(tmp_path, layout):
+    w = _unit_rows(7, 5, seed=1).double()
+    path = tmp_path / "w.pt"
+    if layout == "zip":
+        torch.save(w, path)
+    elif layout == "legacy":
+        torch.save(w, path, _use_new_zipfile_serialization=False)
+    elif layout == "parameter":
+        path.write_bytes(pickle.dumps(torch.nn.Parameter(w)))
+    else:  # a transposed view into a larger storage
+        big = torch.zeros(20, 9, dtype=torch.float64)
+        big[2:7, 1:8] = w.T
+        torch.save(big[2:7, 1:8].T, path)
+    matrix = read_tensor_file(path)
+    np.testing.assert_array_equal(matrix.array, w.numpy())
+    assert matrix.dtype == "float64" and matrix.location == "cpu"
+    assert matrix.layout in ("pickle", "torch.save (zip)", "torch.save (legacy)")
+
+
+def test_half_precision_storages_are_read(tmp_path):
+    for dtype, name in ((torch.bfloat16, "bfloat16"), (torch.float16, "float16")):
+        w = _unit_rows(6, 4).to(dtype)
+        torch.save(w, tmp_path / f"{name}.pt")
+        matrix = read_tensor_file(tmp_path / f"{name}.pt")
+        assert matrix.dtype == name
+        np.testing.assert_array_equal(matrix.array.astype(np.float32), w.float().numpy())
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _TensorWithPayload:
+    """A tensor record whose storage argument runs a command."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (_Payload(self.marker), 0, (1,), (1,), False, OrderedDict()),
+        )
+
+
+def test_a_malicious_pickle_is_refused_with_one_line_and_nothing_runs(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "eq_4_4.pkl"
+    bad.write_bytes(pickle.dumps(_Payload(str(marker))))
+    assert main(["import", str(bad), "-o", str(tmp_path / "out.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ebv-gen: error: ")
+    assert "refused to load the global" in err and ("posix.system" in err or "os.system" in err)
+    assert not marker.exists() and not (tmp_path / "out.npy").exists()
+    # hidden inside a tensor's storage record
+    nested = tmp_path / "nested.pkl"
+    nested.write_bytes(pickle.dumps(_TensorWithPayload(str(marker))))
+    with pytest.raises(RefusedPickleError, match="refused to load the global"):
+        read_tensor_file(nested)
+    # or in the data.pkl of a torch.save archive
+    archive = tmp_path / "archive.pt"
+    torch.save(_unit_rows(2, 2), archive)
+    with zipfile.ZipFile(archive) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in members if n.endswith("data.pkl"))
+    members[pkl] = pickle.dumps(_Payload(str(marker)), protocol=2)
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    with pytest.raises(RefusedPickleError, match="refused to load the global"):
+        read_tensor_file(archive)
+    assert not marker.exists()
+
+
+def test_bad_content_and_bad_files_give_one_line_and_exit_2(tmp_path, capsys):
+    cases = {
+        "long.pkl": (3.0 * _unit_rows(5, 4), "rows must be unit vectors"),
+        "cube.pkl": (torch.randn(2, 3, 4), r"shape \(2, 3, 4\), expected a non-empty 2-D"),
+    }
+    for name, (tensor, match) in cases.items():
+        _write_published(tmp_path / name, tensor)
+        assert main(["import", str(tmp_path / name), "-o", str(tmp_path / "o.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert re.search(match, err), err
+    ints = tmp_path / "ints.pt"
+    torch.save(torch.arange(6).reshape(2, 3), ints)
+    with pytest.raises(RefusedPickleError, match="holds a LongStorage: class vectors must be"):
+        read_tensor_file(ints)
+    good = tmp_path / "eq_4_5.pkl"
+    _write_published(good, _unit_rows(5, 4))
+    (tmp_path / "cut.pkl").write_bytes(good.read_bytes()[:-200])
+    with pytest.raises(UnusableFileError, match="not a readable pickle"):
+        read_tensor_file(tmp_path / "cut.pkl")
+    with pytest.raises(UnusableFileError, match="no such file"):
+        read_tensor_file(tmp_path / "missing.pkl")
+    with pytest.raises(InvalidContentError, match="NaN or infinite"):
+        nan = _unit_rows(5, 4)
+        nan[1, 1] = float("nan")
+        _write_published(tmp_path / "nan.pkl", nan)
+        import_published(tmp_path / "nan.pkl", tmp_path / "nan.npy")
+    (tmp_path / "o.npy").write_bytes(b"")
+    assert main(["import", str(good), "-o", str(tmp_path / "o.npy")]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["import", str(good), "-o", str(tmp_path / "o.npy"), "--force"]) == 0
+    renamed = tmp_path / "eq_5_4.pkl"  # d and N swapped in the name
+    renamed.write_bytes(good.read_bytes())
+    assert main(["import", str(renamed), "-o", str(tmp_path / "r.npy")]) == 0
+    assert "does not match" in capsys.readouterr().out
