@@ -16,12 +16,16 @@ All functions are batched over leading dimensions; device and dtype follow the i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from geoopt import EuclideanStiefel
 from geoopt.manifolds.base import Manifold
 
+from grassmann._linalg import (
+    _as_linalg_dtype,
+    _gram_eigh,  # noqa: F401  (re-exported: importable from here as before)
+    _qr_signfix,
+    _sym_funcm,
+)
 from grassmann._validation import check_choice, check_finite, check_tensor
 
 __all__ = [
@@ -116,44 +120,8 @@ def _check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
 
 
 # ----------------------------------------------------------------------------------------------
-# small-matrix kernels
+# CholeskyQR2 and orthonormalisation
 # ----------------------------------------------------------------------------------------------
-
-
-def _as_linalg_dtype(a: torch.Tensor) -> torch.Tensor:
-    """torch.linalg has no float16/bfloat16 kernels: compute those in float32."""
-    return a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
-
-
-def _sym_funcm(
-    lam: torch.Tensor, vecs: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """``V diag(f(lam)) V^T`` for an eigendecomposition ``(lam, V)`` of a symmetric matrix."""
-    return (vecs * f(lam).unsqueeze(-2)) @ vecs.mT
-
-
-def _gram_eigh(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigendecomposition of the ``k x k`` Gram matrix ``U^T U`` (eigenvalues clamped >= 0).
-
-    ``U^T U = V diag(s^2) V^T`` where ``U = P diag(s) V^T`` is the thin SVD; functions of the
-    singular values that are even (``cos s``, ``sin(s) / s``) are therefore smooth functions of
-    the Gram matrix and are computed accurately without the ``n x k`` SVD.
-    """
-    lam, vecs = torch.linalg.eigh(u.mT @ u)
-    return lam.clamp_min(0), vecs
-
-
-def _sinc(x: torch.Tensor) -> torch.Tensor:
-    """``sin(x) / x`` with the value 1 at 0 (``torch.sinc`` is normalised by pi)."""
-    return torch.sinc(x / torch.pi)
-
-
-def _qr_signfix(a: torch.Tensor) -> torch.Tensor:
-    """Householder QR with the signs of ``diag(R)`` made positive (the unique, continuous Q)."""
-    q, r = torch.linalg.qr(a)
-    d = torch.diagonal(r, dim1=-2, dim2=-1).sign()
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    return q * d.unsqueeze(-2)
 
 
 def _cholesky_qr2(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

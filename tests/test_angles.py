@@ -271,3 +271,33 @@ def test_angle_functions_reject_bad_input():
         karcher_mean(pts, torch.tensor([1.0, float("nan")]))
     with pytest.raises(ValueError, match=r"max_iter must be >= 1, got 0"):
         karcher_mean(pts, max_iter=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# layering
+# ------------------------------------------------------------------------------------------------
+
+
+def _grassmann_imports(module: str) -> set[str]:
+    """The ``grassmann.*`` modules that ``grassmann/<module>.py`` imports (anywhere in it)."""
+    import ast
+    import pathlib
+
+    import grassmann
+
+    tree = ast.parse((pathlib.Path(grassmann.__file__).parent / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.startswith("grassmann")}
+
+
+def test_geometry_modules_import_only_downwards():
+    """angles and manifold share kernels through grassmann._linalg, never each other's names."""
+    assert "grassmann.manifold" not in _grassmann_imports("angles")
+    assert "grassmann.angles" not in _grassmann_imports("manifold")
+    assert _grassmann_imports("_linalg") == set()
+    assert _grassmann_imports("stiefel") <= {"grassmann._linalg", "grassmann._validation"}
