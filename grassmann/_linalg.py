@@ -11,6 +11,10 @@ Grassmann manifold are horizontal, :math:`X^\top U = 0` (Edelman, Arias & Smith,
 algorithms with orthogonality constraints", SIAM J. Matrix Anal. Appl. 20(2), 1998 -- EAS 1998;
 Bendokat, Zimmermann & Absil, "A Grassmann manifold handbook: basic geometry and computational
 aspects", arXiv:2011.13699, 2020 -- BZA 2020).
+
+Autograd: a kernel that is asked for a differentiable result (grad mode on and an input that
+requires grad) computes out of place; only the optimiser path, which geoopt runs under
+:func:`torch.no_grad`, writes into spare buffers (``out=`` kernels and in-place solves).
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import torch
 # ----------------------------------------------------------------------------------------------
 # small-matrix kernels
 # ----------------------------------------------------------------------------------------------
+
+
+def _tracks_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records an operation on ``tensors`` (then no ``out=`` or in-place use)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _as_linalg_dtype(a: torch.Tensor) -> torch.Tensor:
@@ -71,10 +80,16 @@ def _addmm(
     """``c + alpha * (a @ b)``, fused into one ``baddbmm`` / ``addmm`` where the shapes allow.
 
     ``out``: a spare contiguous tensor of the result's shape and dtype to write a ``baddbmm``
-    into (it saves an allocation), or ``None``.
+    into (it saves an allocation), or ``None``. It is not used for a differentiable call
+    (autograd has no ``out=`` variants).
     """
     if c.ndim == a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] == c.shape[0]:
-        if out is not None and out.shape == c.shape and out.dtype == c.dtype:
+        if (
+            out is not None
+            and out.shape == c.shape
+            and out.dtype == c.dtype
+            and not _tracks_grad(c, a, b)
+        ):
             return torch.baddbmm(c, a, b, alpha=alpha, out=out)
         return torch.baddbmm(c, a, b, alpha=alpha)
     if c.ndim == a.ndim == b.ndim == 2:
@@ -143,13 +158,15 @@ def _solve_in_place(yt: torch.Tensor, chol: torch.Tensor) -> bool:
 
     On the CPU the batched solve costs what a bmm costs and needs no output allocation, but
     torch runs it on one thread (a loop of LAPACK calls), whereas a bmm uses all of them: so
-    the solve is used with one thread, the bmm (into a fresh tensor) with more.
+    the solve is used with one thread, the bmm (into a fresh tensor) with more. Never for a
+    differentiable call.
     """
     return (
         yt.device.type == "cpu"
         and torch.get_num_threads() == 1
         and yt.dtype == chol.dtype
         and yt.is_contiguous()
+        and not _tracks_grad(yt)
     )
 
 
@@ -189,7 +206,7 @@ def _retr_t(
 
     Returns ``(Q^T, spare)``: ``spare`` is the temporary :math:`Y^\top` where the result did not
     overwrite it (a contiguous tensor of the broadcast shape that the caller may write into),
-    else ``None``.
+    else ``None`` (always ``None`` for a differentiable call, see :func:`_retr_t_autograd`).
 
     :math:`Y^\top = X^\top + U^\top` (one elementwise pass into a fresh contiguous tensor),
     then one Cholesky-QR (or polar) pass (:func:`_orth_pass`). It is exact to about
@@ -203,6 +220,8 @@ def _retr_t(
     entries that need them (reading the estimate is free); on other devices the second pass
     runs on the whole batch, branch-free, to avoid a host sync, and there is no rank repair.
     """
+    if _tracks_grad(xt, ut):
+        return _retr_t_autograd(xt, ut, polar), None
     shape = torch.broadcast_shapes(xt.shape, ut.shape)
     yt = torch.add(xt, ut, out=torch.empty(shape, dtype=xt.dtype, device=xt.device))
     qt, rho = _orth_pass(yt, polar)
@@ -226,6 +245,28 @@ def _retr_t(
     idx = need.nonzero().squeeze(-1)
     flat[idx] = _orth_pass(flat[idx], polar)[0]
     return qt, spare
+
+
+def _retr_t_autograd(xt: torch.Tensor, ut: torch.Tensor, polar: bool) -> torch.Tensor:
+    """:func:`_retr_t` for a differentiable call: the same result, computed out of place.
+
+    No buffer is overwritten and the repairs select with :func:`torch.where`; the rank repair
+    recomputes the first pass from the repaired input, so that no NaN of a failed factorisation
+    enters the graph. As in :func:`_retr_t`, devices other than the CPU make the second pass
+    branch-free and have no rank repair (both would need a host sync).
+    """
+    yt = xt + ut
+    qt, rho = _orth_pass(yt, polar)
+    if qt.device.type != "cpu":
+        return _orth_pass(qt, polar)[0]
+    failed = ~(rho < 1.0 / torch.finfo(rho.dtype).eps)
+    if bool(failed.any()):
+        yt = torch.where(failed[..., None, None], _proj_t(xt, ut) + xt, yt)
+        qt, rho = _orth_pass(yt, polar)
+    need = ~(rho <= _COND_SECOND_PASS)
+    if not bool(need.any()):
+        return qt
+    return torch.where(need[..., None, None], _orth_pass(qt, polar)[0], qt)
 
 
 def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
