@@ -284,35 +284,42 @@ def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return _addmm(sinc_m @ u.mT, cos_m, x.mT, 1.0).mT
 
 
+def _theta_over_sin(cos: torch.Tensor) -> torch.Tensor:
+    r""":math:`\theta / \sin\theta` as a function of :math:`\cos\theta \in [0, 1]`.
+
+    Smooth on the whole interval (:math:`1 + \theta^2/6 + \dots` near :math:`\theta = 0`,
+    :math:`\pi/2` at :math:`\theta = \pi/2`) with a bounded derivative, so an absolute error of
+    the cosine gives an error of the same size: the cosines of angles near 0 need not be
+    resolved. ``1 - cos^2`` is formed as ``(1 - cos)(1 + cos)`` (exact where cos is near 1).
+    """
+    cos = cos.clamp(0.0, 1.0)
+    sin = ((1.0 - cos) * (1.0 + cos)).sqrt()
+    safe = torch.where(sin > 0, sin, 1.0)
+    return torch.where(sin > 0, torch.atan2(sin, cos) / safe, 1.0)
+
+
 def _logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""Stable Grassmann logarithm, BZA 2020 Alg. 5.3, with angles from atan2(sin, cos).
+    r"""Stable Grassmann logarithm, BZA 2020 Alg. 5.3, with the angles from the cosines.
 
     1. :math:`Y^\top X = Q S R^\top` (SVD) and :math:`Y_* = Y Q R^\top`: the representative of
-       span(Y) with :math:`X^\top Y_* = R S R^\top` symmetric positive semi-definite. This works
-       also where :math:`X^\top Y` is singular (then ``Q``, ``R`` are not unique, any choice is a
-       valid Procrustes alignment).
-    2. :math:`M = (I - X X^\top) Y_* = \hat Q \hat S \hat R^\top` (thin SVD) and
-       :math:`\mathrm{Log}_X(Y) = \hat Q \arcsin(\hat S) \hat R^\top = M \hat R
-       \operatorname{diag}(\theta / \sin\theta) \hat R^\top`.
+       span(Y) with :math:`C = X^\top Y_* = R S R^\top` symmetric positive semi-definite (a
+       valid Procrustes alignment also where :math:`X^\top Y` is singular).
+    2. :math:`M = (I - X X^\top) Y_*` has :math:`M^\top M = I - C^2`, so
+       :math:`\mathrm{Log}_X(Y) = M\, g(C)` with :math:`g(\cos\theta) = \theta / \sin\theta`
+       (:func:`_theta_over_sin`), i.e. BZA's :math:`\hat Q \arcsin(\hat S) \hat R^\top`.
 
-    Step 2 is done through the ``k x k`` Gram matrix :math:`M^\top M = \hat R \hat S^2 \hat R^\top`
-    (``eigh``); the angles are :math:`\theta = \operatorname{atan2}(\sin, \cos)` with the sines
-    from the eigenvalues and the cosines from :math:`\hat R^\top (X^\top Y_*) \hat R`, which keeps
-    full accuracy both near 0 (where :math:`\theta/\sin\theta \to 1` is insensitive to errors in
-    the sine) and near :math:`\pi/2` (where ``arcsin`` alone would lose half the digits).
+    With :math:`M R = Y Q - X R S` this is :math:`(Y Q - X R S)\, g(S)\, R^\top`: four
+    ``n x k^2`` products and one ``k x k`` SVD, no Gram matrix of ``M``. ``g`` is smooth, so
+    clusters of angles (where the singular vectors are not unique) cost no accuracy: near
+    :math:`\pi/2` the cosines resolve the angles (an :math:`\arcsin` of the sines would lose
+    half the digits, and pairing sines with cosines by eigenvectors mixes a cluster), near 0
+    ``g`` is flat and the direction comes from :math:`M` itself.
     """
-    q, _, rh = torch.linalg.svd(y.mT @ x)
-    ys = y @ (q @ rh)
-    c = x.mT @ ys
-    c = 0.5 * (c + c.mT)
-    m = ys - x @ c
-    lam, vecs = _gram_eigh(m)
-    sin = lam.sqrt()
-    cos = torch.diagonal(vecs.mT @ c @ vecs, dim1=-2, dim2=-1).clamp_min(0)
-    theta = torch.atan2(sin, cos)
-    # theta / sin(theta) -> 1 as sin -> 0
-    ratio = torch.where(sin > 0, theta / torch.where(sin > 0, sin, 1.0), 1.0)
-    return m @ _sym_funcm(ratio, vecs, lambda r: r)
+    q, cos, rh = torch.linalg.svd(y.mT @ x)
+    g = _theta_over_sin(cos).unsqueeze(-2)
+    a = y @ q  # Y Q = Y_* R
+    b = x @ rh.mT  # X R
+    return (a * g - b * (cos.unsqueeze(-2) * g)) @ rh
 
 
 def _parallel_transp(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, t: float) -> torch.Tensor:
