@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from geoopt import ManifoldTensor
 from geoopt.manifolds.base import Manifold
-from geoopt.utils import size2shape
 
 from grassmann._linalg import (
     _expmap,
@@ -32,14 +31,16 @@ from grassmann._linalg import (
     _principal_angles,
     _proj_t,
     _proju,
-    _qr_signfix,
     _retr_t,
 )
-from grassmann._validation import check_choice, check_int
+from grassmann._validation import check_choice
 from grassmann.stiefel import (
     _check_matrix,
     _check_point,
+    _check_same_kind,
     _check_same_shape,
+    _origin_point,
+    _random_point,
     orthonormalize,
 )
 
@@ -51,14 +52,6 @@ GRASSMANN_RETRACTIONS = ("qr", "polar", "expmap")
 # ----------------------------------------------------------------------------------------------
 # the manifold
 # ----------------------------------------------------------------------------------------------
-
-
-def _checked_size(size: tuple) -> tuple[int, ...]:
-    """``random(n, k)`` / ``random(b, n, k)`` / ``random((b, n, k))`` sizes as a checked shape."""
-    shape = size2shape(*size)
-    for i, dim in enumerate(shape):  # k = 0 is left to _check_shape, which names k
-        check_int(f"size[{i}]", dim, minimum=0 if i == len(shape) - 1 else 1)
-    return tuple(int(d) for d in shape)
 
 
 class Grassmann(Manifold):
@@ -143,9 +136,10 @@ class Grassmann(Manifold):
             )
         return True, None
 
-    def _same_shape(self, x: torch.Tensor, /, **others: torch.Tensor) -> None:
-        """Shape-only check for the hot path (no host sync): ``x`` is ``(..., n, k)`` with
-        ``1 <= k <= n`` and every other tensor has the same ``(n, k)``."""
+    def _check_like(self, x: torch.Tensor, /, **others: torch.Tensor) -> None:
+        """Free check of the hot path (attributes only, no host sync): ``x`` is ``(..., n, k)``
+        with ``1 <= k <= n`` and every other tensor has its ``(n, k)``, dtype and device
+        (``ValueError`` for a shape or device, ``TypeError`` for a dtype, naming the tensor)."""
         ok, reason = self._check_shape(x.shape, "x")
         if not ok:
             raise ValueError(reason)
@@ -155,6 +149,7 @@ class Grassmann(Manifold):
                     f"{name} must have the point's shape (..., n, k) = (..., {x.shape[-2]}, "
                     f"{x.shape[-1]}), got {tuple(t.shape)}"
                 )
+            _check_same_kind("x", x, name, t)
 
     def _check_point_on_manifold(
         self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5
@@ -181,6 +176,7 @@ class Grassmann(Manifold):
         _check_point("x", x, validate=self.check)
         _check_point("y", y, validate=self.check)
         _check_same_shape("x", x, "y", y)
+        _check_same_kind("x", x, "y", y)
 
     # -- projections and metric ---------------------------------------------------------------
 
@@ -194,12 +190,12 @@ class Grassmann(Manifold):
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Horizontal projection :math:`U - X (X^\top U)` (EAS 1998 Sec. 2.5)."""
-        self._same_shape(x, u=u)
+        self._check_like(x, u=u)
         return _proju(x, u)
 
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Riemannian gradient :math:`G - X (X^\top G)` of the Euclidean gradient ``G``."""
-        self._same_shape(x, u=u)
+        self._check_like(x, u=u)
         return _proju(x, u)
 
     def inner(
@@ -246,7 +242,7 @@ class Grassmann(Manifold):
         The result is laid out column-major (its transpose is contiguous), the layout of
         :class:`grassmann.heads.GrassmannHead`.
         """
-        self._same_shape(x, u=u)
+        self._check_like(x, u=u)
         return self._retr_t(x, u)[0].mT
 
     def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -273,7 +269,7 @@ class Grassmann(Manifold):
         other devices, to avoid a host sync, every result gets one Newton-Schulz step
         :math:`Y (3I - Y^\top Y)/2` instead, which leaves :math:`\tfrac34 \|Y^\top Y - I\|^2`.
         """
-        self._same_shape(x, u=u)
+        self._check_like(x, u=u)
         return _expmap(x, _proju(x, u))
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -305,7 +301,7 @@ class Grassmann(Manifold):
 
         Reference: Absil, Mahony & Sepulchre 2008, Sec. 8.1.3.
         """
-        self._same_shape(y, start=x, v=v)
+        self._check_like(y, start=x, v=v)
         return _proju(y, v)
 
     def retr_transp(
@@ -321,7 +317,7 @@ class Grassmann(Manifold):
         triangular solve in place of :math:`X + U`; with more it is a (multi-threaded) bmm and
         the transport is written into the then free :math:`X + U`.
         """
-        self._same_shape(x, u=u, v=v)
+        self._check_like(x, u=u, v=v)
         yt, spare = self._retr_t(x, u)
         return yt.mT, _proj_t(yt, v.mT, spare).mT
 
@@ -329,7 +325,7 @@ class Grassmann(Manifold):
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`expmap` of ``u`` at ``x`` and transport of ``v`` there by projection."""
-        self._same_shape(x, u=u, v=v)
+        self._check_like(x, u=u, v=v)
         y = self.expmap(x, u)
         return y, _proju(y, v)
 
@@ -376,8 +372,9 @@ class Grassmann(Manifold):
             ``(..., n, k)`` horizontal vector at ``expmap(x, t * u)``.
         """
         _check_point("x", x, validate=self.check)
-        _check_same_shape("x", x, "u", _check_matrix("u", u, finite=False))
-        _check_same_shape("x", x, "v", _check_matrix("v", v, finite=False))
+        for name, vec in (("u", u), ("v", v)):
+            _check_same_shape("x", x, name, _check_matrix(name, vec, finite=False))
+            _check_same_kind("x", x, name, vec)
         return _parallel_transp(x, u, v, float(t))
 
     def expmap_parallel_transp(
@@ -400,18 +397,11 @@ class Grassmann(Manifold):
         ``random(n, k)``, ``random(b, n, k)`` or ``random((b, n, k))``. The distribution of the
         subspace is the unique rotation-invariant one (Mezzadri, "How to generate random matrices
         from the classical compact groups", Notices AMS 2007). ``device`` defaults to the
-        generator's device when a generator is given.
+        generator's device when a generator is given; ``dtype`` is float32 or float64 (``None``:
+        torch's default). A bad size, dtype or device is a ``ValueError`` / ``TypeError`` naming
+        it.
         """
-        shape = _checked_size(size)
-        ok, reason = self._check_shape(shape, "size")
-        if not ok:
-            raise ValueError(reason)
-        if dtype is not None and dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if device is None and generator is not None:
-            device = generator.device
-        g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
-        return ManifoldTensor(_qr_signfix(g), manifold=self)
+        return _random_point(self, size, dtype, device, generator)
 
     random_uniform = random
 
@@ -426,9 +416,4 @@ class Grassmann(Manifold):
 
         ``seed`` is unused (kept for geoopt's signature).
         """
-        shape = _checked_size(size)
-        ok, reason = self._check_shape(shape, "size")
-        if not ok:
-            raise ValueError(reason)
-        eye = torch.eye(shape[-2], shape[-1], dtype=dtype, device=device)
-        return ManifoldTensor(eye.expand(shape).clone(), manifold=self)
+        return _origin_point(self, size, dtype, device)

@@ -17,8 +17,9 @@ All functions are batched over leading dimensions; device and dtype follow the i
 from __future__ import annotations
 
 import torch
-from geoopt import EuclideanStiefel
+from geoopt import EuclideanStiefel, ManifoldTensor
 from geoopt.manifolds.base import Manifold
+from geoopt.utils import size2shape
 
 from grassmann._linalg import (
     _as_linalg_dtype,
@@ -26,7 +27,7 @@ from grassmann._linalg import (
     _qr_signfix,
     _sym_funcm,
 )
-from grassmann._validation import check_choice, check_finite, check_tensor
+from grassmann._validation import check_choice, check_finite, check_int, check_tensor
 
 __all__ = [
     "Stiefel",
@@ -117,6 +118,90 @@ def _check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
             f"shape {tuple(a.shape)} (k={a.shape[-1]}) and {name_b} with shape "
             f"{tuple(b.shape)} (k={b.shape[-1]})"
         )
+
+
+def _check_same_kind(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Both arguments must have the same dtype and device: no silent promotion or transfer.
+
+    Free (attributes only, no host sync), so the optimiser hot path runs it too.
+    """
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{name_b} must have the dtype of {name_a} ({a.dtype}), got {b.dtype}; convert one "
+            f"of them first, e.g. {name_b}.to({name_a}.dtype)"
+        )
+    if a.device != b.device:
+        raise ValueError(
+            f"{name_b} must be on the device of {name_a} ({a.device}), got {b.device}; move one "
+            f"of them first, e.g. {name_b}.to({name_a}.device)"
+        )
+
+
+def _checked_size(size: tuple) -> tuple[int, ...]:
+    """``random(n, k)`` / ``random(b, n, k)`` / ``random((b, n, k))`` sizes as a checked shape."""
+    shape = size2shape(*size)
+    for i, dim in enumerate(shape):  # k = 0 is left to the shape check, which names k
+        check_int(f"size[{i}]", dim, minimum=0 if i == len(shape) - 1 else 1)
+    return tuple(int(d) for d in shape)
+
+
+def _checked_dtype(dtype: object) -> torch.dtype | None:
+    """``dtype`` of a sampler: ``None`` (torch's default), float32 or float64."""
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64 (or None), got {dtype}")
+    return dtype
+
+
+def _checked_device(device: object) -> torch.device | None:
+    """``device`` of a sampler: ``None`` or a device that exists on this machine.
+
+    torch reports a missing device as an ``AssertionError`` ("Torch not compiled with CUDA
+    enabled") or a ``RuntimeError``; this names the argument instead.
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (AssertionError, RuntimeError, TypeError) as exc:
+        hint = "" if torch.cuda.is_available() else " (CUDA is not available here)"
+        raise ValueError(
+            f"device must be an available torch device such as 'cpu'{hint}, got {device!r}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    return dev
+
+
+def _random_point(
+    manifold: Manifold,
+    size: tuple,
+    dtype: object,
+    device: object,
+    generator: torch.Generator | None,
+) -> ManifoldTensor:
+    """Haar-uniform points of ``manifold`` (Stiefel or Grassmann): signed QR of a Gaussian."""
+    shape = _checked_size(size)
+    ok, reason = manifold._check_shape(shape, "size")
+    if not ok:
+        raise ValueError(reason)
+    dtype = _checked_dtype(dtype)
+    device = _checked_device(device)
+    if device is None and generator is not None:
+        device = generator.device
+    g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
+    return ManifoldTensor(_qr_signfix(g), manifold=manifold)
+
+
+def _origin_point(manifold: Manifold, size: tuple, dtype: object, device: object) -> ManifoldTensor:
+    """The point ``[I_k; 0]`` of ``manifold`` (Stiefel or Grassmann), broadcast to ``size``."""
+    shape = _checked_size(size)
+    ok, reason = manifold._check_shape(shape, "size")
+    if not ok:
+        raise ValueError(reason)
+    eye = torch.eye(
+        shape[-2], shape[-1], dtype=_checked_dtype(dtype), device=_checked_device(device)
+    )
+    return ManifoldTensor(eye.expand(shape).clone(), manifold=manifold)
 
 
 # ----------------------------------------------------------------------------------------------

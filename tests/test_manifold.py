@@ -737,3 +737,60 @@ def test_random_rejects_bad_sizes_and_dtypes():
         man.random(-3, 2)
     with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         man.random(4, 2, dtype=torch.float16)
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        man.origin(4, 2, dtype=torch.int64)
+
+
+_MIXED_DTYPE_CALLS = {
+    "logmap": (lambda m, a, b: m.logmap(a, b), "y"),
+    "dist": (lambda m, a, b: m.dist(a, b), "y"),
+    "retr": (lambda m, a, b: m.retr(a, m.proju(b, b)), "u"),
+    "retr_transp_u": (lambda m, a, b: m.retr_transp(a, 0 * b, 0 * a), "u"),
+    "retr_transp_v": (lambda m, a, b: m.retr_transp(a, 0 * a, 0 * b), "v"),
+    "proju": (lambda m, a, b: m.proju(a, b), "u"),
+    "egrad2rgrad": (lambda m, a, b: m.egrad2rgrad(a, b), "u"),
+    "expmap": (lambda m, a, b: m.expmap(a, 0 * b), "u"),
+    "transp": (lambda m, a, b: m.transp(a, a, 0 * b), "v"),
+    "parallel_transp": (lambda m, a, b: m.parallel_transp(a, 0 * a, 0 * b), "v"),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_MIXED_DTYPE_CALLS))
+@pytest.mark.parametrize("first", [torch.float32, torch.float64], ids=["x32", "x64"])
+def test_mixed_dtypes_raise_type_error_naming_the_argument(call, first):
+    """Regression: logmap(float32, float64) raised torch's RuntimeError from a matmul, and
+    retr with the same mix silently returned float32 (the dtype of an ``out=`` buffer)."""
+    fn, name = _MIXED_DTYPE_CALLS[call]
+    other = torch.float64 if first == torch.float32 else torch.float32
+    x = MAN.random(6, 2, dtype=first, generator=torch.Generator().manual_seed(0))
+    y = MAN.random(6, 2, dtype=other, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(
+        TypeError, match=rf"{name} must have the dtype of x \({first}\), got {other}"
+    ):
+        fn(MAN, x, y)
+
+
+def test_tensors_on_different_devices_raise_value_error_naming_the_argument():
+    """Checked from the tensors' attributes, before any computation ("meta" needs no GPU)."""
+    x = MAN.random(6, 2, dtype=torch.float64)
+    elsewhere = torch.empty(6, 2, dtype=torch.float64, device="meta")
+    with pytest.raises(ValueError, match=r"u must be on the device of x \(cpu\), got meta"):
+        MAN.retr(x, elsewhere)
+    with pytest.raises(ValueError, match=r"v must be on the device of x \(cpu\), got meta"):
+        MAN.retr_transp(x, torch.zeros_like(x), elsewhere)
+    with pytest.raises(ValueError, match=r"y must be on the device of x \(cpu\), got meta"):
+        Grassmann(check=False).logmap(x, elsewhere)
+
+
+@pytest.mark.parametrize("sampler", ["random", "origin"])
+def test_samplers_reject_devices_that_do_not_exist_here(sampler):
+    """Regression: random(..., device="cuda") without CUDA raised torch's AssertionError."""
+    sample = getattr(Grassmann(), sampler)
+    with pytest.raises(ValueError, match=r"device must be an available torch device.*'gpu0'"):
+        sample(4, 2, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device must be .*CUDA is not available.*'cuda'"):
+            sample(4, 2, device="cuda")
+    else:
+        with pytest.raises(ValueError, match=r"device must be an available torch device"):
+            sample(4, 2, device=f"cuda:{torch.cuda.device_count()}")
