@@ -51,7 +51,7 @@ REGIMES = {
 
 
 # ------------------------------------------------------------------------------------------------
-# the 50-digit reference
+# the 50-digit reference (mp_* helpers also used by test_angles.py)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -62,16 +62,16 @@ def _angle(text: str):
     return mpmath.mpf(text)
 
 
-def _mp(t: torch.Tensor):
+def mp_matrix(t: torch.Tensor):
     return mpmath.matrix(t.tolist())  # float64 -> mpf is exact
 
 
-def _torch(m) -> torch.Tensor:
+def to_float64(m) -> torch.Tensor:
     rows = [[float(m[i, j]) for j in range(m.cols)] for i in range(m.rows)]
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def _polar(a):
+def mp_orthonormal(a):
     """Orthonormal polar factor ``A (A^T A)^{-1/2}`` (same span as ``A``)."""
     lam, v = mpmath.eigsy(a.T * a)
     return a * (v * mpmath.diag([1 / mpmath.sqrt(x) for x in lam]) * v.T)
@@ -79,7 +79,7 @@ def _polar(a):
 
 def _random_orthogonal(n: int, seed: int):
     g = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return _polar(_mp(g))
+    return mp_orthonormal(mp_matrix(g))
 
 
 def _givens45(k: int):
@@ -107,10 +107,10 @@ def _known_pair(n: int, angles: list[str], seed: int, basis: str):
         for i in range(n):
             x[i, j] = z[i, j]
             y[i, j] = z[i, j] * mpmath.cos(t) + z[i, k + j] * mpmath.sin(t)
-    return _torch(x * qa), _torch(y * qb)
+    return to_float64(x * qa), to_float64(y * qb)
 
 
-def _ref_angles(xm, ym) -> list:
+def mp_principal_angles(xm, ym) -> list:
     """Principal angles, ascending: arccos of the singular values of ``X^T Y``."""
     return sorted(mpmath.acos(min(s, 1)) for s in mpmath.svd_r(xm.T * ym, compute_uv=False))
 
@@ -138,22 +138,22 @@ class Case:
         n, angles = REGIMES[regime]
         with mpmath.workdps(DPS):
             self.x, self.y = _known_pair(n, angles, seed, basis)
-            xm, ym = _polar(_mp(self.x)), _polar(_mp(self.y))
-            self.theta_ref = _ref_angles(xm, ym)
+            xm, ym = mp_orthonormal(mp_matrix(self.x)), mp_orthonormal(mp_matrix(self.y))
+            self.theta_ref = mp_principal_angles(xm, ym)
             self.exact = [_angle(a) for a in angles]
             self.angles = torch.tensor([float(t) for t in self.theta_ref], dtype=torch.float64)
             self.dist = float(mpmath.sqrt(sum(t**2 for t in self.theta_ref)))
             log_ref = _ref_logmap(xm, ym)
-            self.log = _torch(log_ref)
-            self.proj_x, self.proj_y = _torch(xm * xm.T), _torch(ym * ym.T)
+            self.log = to_float64(log_ref)
+            self.proj_x, self.proj_y = to_float64(xm * xm.T), to_float64(ym * ym.T)
             # expmap of the reference log (a tangent vector with the regime's singular values)
-            self.u = _torch(log_ref)
-            um = _mp(self.u)
-            self.exp = _torch(_ref_expmap(xm, um - xm * (xm.T * um)))
+            self.u = to_float64(log_ref)
+            um = mp_matrix(self.u)
+            self.exp = to_float64(_ref_expmap(xm, um - xm * (xm.T * um)))
             # the reference log moved by a perturbation of y of one rounding error
             gen = torch.Generator().manual_seed(seed + 3)
             bump = EPS * torch.randn(self.y.shape, dtype=torch.float64, generator=gen)
-            self.log_bumped = _torch(_ref_logmap(xm, _polar(ym + _mp(bump))))
+            self.log_bumped = to_float64(_ref_logmap(xm, mp_orthonormal(ym + mp_matrix(bump))))
         cos = torch.cos(self.angles)  # descending
         k = len(angles)
         self.kappa = 1.0 + (2.0 / float(cos[-2] + cos[-1]) if k > 1 else 0.0)
