@@ -20,6 +20,8 @@ synchronises with the device or upcasts to float64.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from geoopt import ManifoldTensor
 from geoopt.manifolds.base import Manifold
@@ -35,10 +37,12 @@ from grassmann._linalg import (
 )
 from grassmann._validation import check_choice
 from grassmann.stiefel import (
+    _check_like,
     _check_matrix,
     _check_point,
     _check_same_kind,
     _check_same_shape,
+    _checked_size,
     _origin_point,
     _random_point,
     orthonormalize,
@@ -136,21 +140,6 @@ class Grassmann(Manifold):
             )
         return True, None
 
-    def _check_like(self, x: torch.Tensor, /, **others: torch.Tensor) -> None:
-        """Free check of the hot path (attributes only, no host sync): ``x`` is ``(..., n, k)``
-        with ``1 <= k <= n`` and every other tensor has its ``(n, k)``, dtype and device
-        (``ValueError`` for a shape or device, ``TypeError`` for a dtype, naming the tensor)."""
-        ok, reason = self._check_shape(x.shape, "x")
-        if not ok:
-            raise ValueError(reason)
-        for name, t in others.items():
-            if t.shape[-2:] != x.shape[-2:]:
-                raise ValueError(
-                    f"{name} must have the point's shape (..., n, k) = (..., {x.shape[-2]}, "
-                    f"{x.shape[-1]}), got {tuple(t.shape)}"
-                )
-            _check_same_kind("x", x, name, t)
-
     def _check_point_on_manifold(
         self, x: torch.Tensor, *, atol: float = 1e-5, rtol: float = 1e-5
     ) -> tuple[bool, str | None]:
@@ -190,12 +179,12 @@ class Grassmann(Manifold):
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Horizontal projection :math:`U - X (X^\top U)` (EAS 1998 Sec. 2.5)."""
-        self._check_like(x, u=u)
+        _check_like(self, "x", x, u=u)
         return _proju(x, u)
 
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Riemannian gradient :math:`G - X (X^\top G)` of the Euclidean gradient ``G``."""
-        self._check_like(x, u=u)
+        _check_like(self, "x", x, u=u)
         return _proju(x, u)
 
     def inner(
@@ -242,7 +231,7 @@ class Grassmann(Manifold):
         The result is laid out column-major (its transpose is contiguous), the layout of
         :class:`grassmann.heads.GrassmannHead`.
         """
-        self._check_like(x, u=u)
+        _check_like(self, "x", x, u=u)
         return self._retr_t(x, u)[0].mT
 
     def _retr_t(self, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -269,7 +258,7 @@ class Grassmann(Manifold):
         other devices, to avoid a host sync, every result gets one Newton-Schulz step
         :math:`Y (3I - Y^\top Y)/2` instead, which leaves :math:`\tfrac34 \|Y^\top Y - I\|^2`.
         """
-        self._check_like(x, u=u)
+        _check_like(self, "x", x, u=u)
         return _expmap(x, _proju(x, u))
 
     def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -301,7 +290,7 @@ class Grassmann(Manifold):
 
         Reference: Absil, Mahony & Sepulchre 2008, Sec. 8.1.3.
         """
-        self._check_like(y, start=x, v=v)
+        _check_like(self, "y", y, x=x, v=v)
         return _proju(y, v)
 
     def retr_transp(
@@ -317,7 +306,7 @@ class Grassmann(Manifold):
         triangular solve in place of :math:`X + U`; with more it is a (multi-threaded) bmm and
         the transport is written into the then free :math:`X + U`.
         """
-        self._check_like(x, u=u, v=v)
+        _check_like(self, "x", x, u=u, v=v)
         yt, spare = self._retr_t(x, u)
         return yt.mT, _proj_t(yt, v.mT, spare).mT
 
@@ -325,7 +314,7 @@ class Grassmann(Manifold):
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`expmap` of ``u`` at ``x`` and transport of ``v`` there by projection."""
-        self._check_like(x, u=u, v=v)
+        _check_like(self, "x", x, u=u, v=v)
         y = self.expmap(x, u)
         return y, _proju(y, v)
 
@@ -417,3 +406,17 @@ class Grassmann(Manifold):
         ``seed`` is unused (kept for geoopt's signature).
         """
         return _origin_point(self, size, dtype, device)
+
+    def dim(self, *size: int | tuple[int, ...]) -> int:
+        r"""Dimension of the manifold of points of shape ``size``: :math:`k (n - k)` per subspace.
+
+        ``dim(n, k)`` is :math:`\dim \mathrm{Gr}(n, k) = k (n - k)` (EAS 1998 Sec. 2.5: the
+        horizontal space :math:`\{U : X^\top U = 0\}` has that dimension); a batch shape
+        ``dim(b, n, k)`` gives the product manifold, ``b k (n - k)``.
+        """
+        shape = _checked_size(size)
+        ok, reason = self._check_shape(shape, "size")
+        if not ok:
+            raise ValueError(reason)
+        *batch, n, k = shape
+        return math.prod(batch) * k * (n - k)

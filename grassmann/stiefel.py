@@ -16,6 +16,8 @@ All functions are batched over leading dimensions; device and dtype follow the i
 
 from __future__ import annotations
 
+import math
+
 import torch
 from geoopt import EuclideanStiefel, ManifoldTensor
 from geoopt.manifolds.base import Manifold
@@ -135,6 +137,25 @@ def _check_same_kind(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
             f"{name_b} must be on the device of {name_a} ({a.device}), got {b.device}; move one "
             f"of them first, e.g. {name_b}.to({name_a}.device)"
         )
+
+
+def _check_like(manifold: Manifold, name: str, x: torch.Tensor, /, **others: torch.Tensor) -> None:
+    """Free check of a manifold's hot path (attributes only, no host sync).
+
+    ``x`` (called ``name``) has a valid point shape for ``manifold`` (``(..., n, k)``, ``k <=
+    n``) and every other tensor has its ``(n, k)`` (``ValueError``), dtype (``TypeError``) and
+    device (``ValueError``), each error naming the tensor.
+    """
+    ok, reason = manifold._check_shape(x.shape, name)
+    if not ok:
+        raise ValueError(reason)
+    for other, t in others.items():
+        if t.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"{other} must have the shape (..., n, k) of the point {name}, (..., "
+                f"{x.shape[-2]}, {x.shape[-1]}), got {tuple(t.shape)}"
+            )
+        _check_same_kind(name, x, other, t)
 
 
 def _checked_size(size: tuple) -> tuple[int, ...]:
@@ -392,10 +413,13 @@ class Stiefel(EuclideanStiefel):
 
     Points are ``(..., n, k)`` tensors with :math:`X^\top X = I_k`; tangent vectors satisfy
     :math:`X^\top U + U^\top X = 0`; the metric is :math:`\langle U, V\rangle =
-    \operatorname{tr}(U^\top V)`. Everything except the retraction is inherited from
-    :class:`geoopt.EuclideanStiefel` (projection, Riemannian gradient, vector transport by
-    projection, exact exponential map), so it works with :class:`geoopt.ManifoldParameter`,
-    :class:`geoopt.optim.RiemannianSGD` and :class:`geoopt.optim.RiemannianAdam`.
+    \operatorname{tr}(U^\top V)`. The projection, vector transport by projection and the exact
+    exponential map are :class:`geoopt.EuclideanStiefel`'s, so it works with
+    :class:`geoopt.ManifoldParameter`, :class:`geoopt.optim.RiemannianSGD`,
+    :class:`geoopt.optim.RiemannianAdam` and :class:`geoopt.optim.RiemannianLineSearch`. Added:
+    the retraction choice, the checks of :class:`grassmann.Grassmann` (a tensor of another
+    shape, dtype or device than the point is a ``ValueError`` / ``TypeError`` naming it),
+    Haar-uniform :meth:`random` points and :meth:`dim`.
 
     Parameters
     ----------
@@ -414,19 +438,83 @@ class Stiefel(EuclideanStiefel):
         super().__init__()
         self.retraction = check_choice("retraction", retraction, STIEFEL_RETRACTIONS)
 
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""Tangent projection :math:`U - X \operatorname{sym}(X^\top U)` (geoopt's)."""
+        _check_like(self, "x", x, u=u)
+        return super().proju(x, u)
+
+    egrad2rgrad = proju
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Vector transport by projection to the tangent space at ``y``."""
+        _check_like(self, "y", y, x=x, v=v)
+        return super().proju(y, v)
+
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Exact exponential map of the Euclidean metric (geoopt's; ``u`` tangent at ``x``).
+
+        Leading dimensions broadcast (geoopt's map concatenates ``x`` and ``u``, which needs
+        equal shapes).
+        """
+        _check_like(self, "x", x, u=u)
+        return super().expmap(*torch.broadcast_tensors(x, u))
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Retract ``u`` at ``x`` with the retraction chosen at construction."""
+        _check_like(self, "x", x, u=u)
         if self.retraction == "expmap":
             # geoopt's exact map needs a tangent u; the first momentum step is not one
-            return self.expmap(x, self.proju(x, u))
+            return super().expmap(*torch.broadcast_tensors(x, super().proju(x, u)))
         return _STIEFEL_RETRACTION_FUNCS[self.retraction](x, u)
 
     def retr_transp(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Retract ``u`` at ``x`` and transport ``v`` there by projection."""
+        _check_like(self, "x", x, v=v)
         y = self.retr(x, u)
-        return y, self.proju(y, v)
+        return y, super().proju(y, v)
+
+    def random(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ManifoldTensor:
+        r"""Haar-uniform random point(s): QR (positive :math:`\operatorname{diag} R`) of a Gaussian.
+
+        The same sampler as :meth:`grassmann.Grassmann.random` (Mezzadri 2007): with the sign
+        fix, the Q factor of a Gaussian matrix is uniform on the Stiefel manifold (geoopt's
+        ``random_naive``, without it, is not).
+        """
+        return _random_point(self, size, dtype, device, generator)
+
+    random_uniform = random
+
+    def origin(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = 42,
+    ) -> ManifoldTensor:
+        r"""The point :math:`[I_k; 0]` (``seed`` is unused, kept for geoopt's signature)."""
+        return _origin_point(self, size, dtype, device)
+
+    def dim(self, *size: int | tuple[int, ...]) -> int:
+        r"""Dimension of the manifold of points of shape ``size``: :math:`n k - k (k + 1) / 2`.
+
+        ``dim(n, k)`` is :math:`\dim \mathrm{St}(n, k) = n k - k(k+1)/2` (the tangent space
+        :math:`\{U : X^\top U + U^\top X = 0\}` loses the ``k(k+1)/2`` entries of a symmetric
+        matrix); a batch shape ``dim(b, n, k)`` gives the product manifold.
+        """
+        shape = _checked_size(size)
+        ok, reason = self._check_shape(shape, "size")
+        if not ok:
+            raise ValueError(reason)
+        *batch, n, k = shape
+        return math.prod(batch) * (n * k - k * (k + 1) // 2)
 
     def extra_repr(self) -> str:
         return f"retraction={self.retraction!r}"

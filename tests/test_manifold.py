@@ -710,14 +710,17 @@ def test_check_false_skips_value_checks():
         man.dist(x, torch.randn(2, 3, dtype=torch.float64))
 
 
+_SHAPE = r"must have the shape \(\.\.\., n, k\) of the point"
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda m, x: m.proju(x, torch.zeros(6, 2)), r"u must have the point's shape"),
-        (lambda m, x: m.egrad2rgrad(x, torch.zeros(5, 3)), r"u must have the point's shape"),
-        (lambda m, x: m.retr(x, torch.zeros(6, 2)), r"u must have the point's shape"),
+        (lambda m, x: m.proju(x, torch.zeros(6, 2)), rf"u {_SHAPE} x"),
+        (lambda m, x: m.egrad2rgrad(x, torch.zeros(5, 3)), rf"u {_SHAPE} x"),
+        (lambda m, x: m.retr(x, torch.zeros(6, 2)), rf"u {_SHAPE} x"),
         (lambda m, x: m.expmap(x, torch.zeros(5, 3)), r"got \(5, 3\)"),
-        (lambda m, x: m.transp(x, x, torch.zeros(5, 1)), r"v must have the point's shape"),
+        (lambda m, x: m.transp(x, x, torch.zeros(5, 1)), rf"v {_SHAPE} y"),
         (lambda m, x: m.retr_transp(x, x * 0, torch.zeros(4, 2)), r"v must have"),
     ],
     ids=["proju", "egrad2rgrad", "retr", "expmap", "transp", "retr_transp"],
@@ -751,6 +754,7 @@ _MIXED_DTYPE_CALLS = {
     "egrad2rgrad": (lambda m, a, b: m.egrad2rgrad(a, b), "u"),
     "expmap": (lambda m, a, b: m.expmap(a, 0 * b), "u"),
     "transp": (lambda m, a, b: m.transp(a, a, 0 * b), "v"),
+    "transp_start": (lambda m, a, b: m.transp(b, a, 0 * a), "x"),
     "parallel_transp": (lambda m, a, b: m.parallel_transp(a, 0 * a, 0 * b), "v"),
 }
 
@@ -761,12 +765,12 @@ def test_mixed_dtypes_raise_type_error_naming_the_argument(call, first):
     """Regression: logmap(float32, float64) raised torch's RuntimeError from a matmul, and
     retr with the same mix silently returned float32 (the dtype of an ``out=`` buffer)."""
     fn, name = _MIXED_DTYPE_CALLS[call]
+    point = "y" if call.startswith("transp") else "x"  # transp(x, y, v) checks against y
     other = torch.float64 if first == torch.float32 else torch.float32
     x = MAN.random(6, 2, dtype=first, generator=torch.Generator().manual_seed(0))
     y = MAN.random(6, 2, dtype=other, generator=torch.Generator().manual_seed(1))
-    with pytest.raises(
-        TypeError, match=rf"{name} must have the dtype of x \({first}\), got {other}"
-    ):
+    match = rf"{name} must have the dtype of {point} \({first}\), got {other}"
+    with pytest.raises(TypeError, match=match):
         fn(MAN, x, y)
 
 
