@@ -246,15 +246,17 @@ class Grassmann(Manifold):
         ``u`` is projected to the horizontal space first (a no-op up to rounding for a
         horizontal ``u``; any other ``u`` stands for its horizontal part). Computed as
         :math:`X V \cos(S) V^\top + U V \operatorname{diag}(\sin(s)/s) V^\top` from the
-        eigendecomposition :math:`U^\top U = V S^2 V^\top` (no ``n x k`` SVD), split off the
-        identity so that one map costs about one ulp of orthonormality.
+        eigendecomposition :math:`U^\top U = V S^2 V^\top` (no ``n x k`` SVD); the ``k x k``
+        factors are formed as :math:`cI + V (f(S) - cI) V^\top` with ``c`` the midpoint of the
+        values, so that the rounding of ``V`` costs little: one map adds 2-6 ulps of
+        orthonormality.
 
         The result has orthonormal columns to about 16 ulps, :math:`\max |Y^\top Y - I| \lesssim 16
         \varepsilon` (``2e-6`` in float32), at every step of a run of any length: where the
         result (or a drifted ``x``) is further from orthonormal, it is replaced by its polar
         factor, which spans the same subspace (from the Gram matrix the check computes anyway:
         one more product, on the batch entries that need it; in measured float32 optimiser runs
-        about once per thousand steps). On the CPU the check reads the error (free there); on
+        a few times per thousand steps). On the CPU the check reads the error (free there); on
         other devices, to avoid a host sync, every result gets one Newton-Schulz step
         :math:`Y (3I - Y^\top Y)/2` instead, which leaves :math:`\tfrac34 \|Y^\top Y - I\|^2`.
         """
