@@ -8,22 +8,21 @@ of algorithms with orthogonality constraints", SIAM J. Matrix Anal. Appl. 20(2),
 Bendokat, Zimmermann & Absil, "A Grassmann manifold handbook: basic geometry and computational
 aspects", arXiv:2011.13699, 2020 -- BZA 2020).
 
-Performance: the maps below work through ``k x k`` Gram matrices (``eigh`` of :math:`U^\top U`)
-instead of ``n x k`` SVDs wherever the result is an even function of the singular values, which
-is exactly the case for the exponential map, the logarithm and parallel transport. Only the
-principal angles (:func:`grassmann.angles.principal_angles`, used by :meth:`Grassmann.dist`) need
-an ``n x k`` SVD, to keep tiny angles accurate. The optimiser hot path (:meth:`Grassmann.proju`,
+Performance: the maps work through ``k x k`` matrices (``eigh`` of :math:`U^\top U`, the SVD of
+:math:`Y^\top X`) instead of ``n x k`` SVDs: the exponential map and parallel transport are even
+functions of the singular values of ``U``, and the logarithm is a smooth function of the cosine
+matrix that the alignment step computes anyway. Only the principal angles
+(:func:`grassmann.angles.principal_angles`, used by :meth:`Grassmann.dist`) need an ``n x k``
+SVD, to keep tiny angles accurate. The optimiser hot path (:meth:`Grassmann.proju`,
 :meth:`Grassmann.retr`, :meth:`Grassmann.retr_transp`) is evaluated on the transposes
 ``(..., k, n)`` with fused ``baddbmm`` products, computes the retraction once per step, and never
-synchronises with the device or upcasts to float64.
+synchronises with the device or upcasts to float64. The kernels live in
+:mod:`grassmann._linalg`, shared with :mod:`grassmann.angles`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from geoopt import ManifoldTensor
 from geoopt.manifolds.base import Manifold
 
 from grassmann._linalg import (
@@ -42,9 +41,7 @@ from grassmann.stiefel import (
     _check_point,
     _check_same_kind,
     _check_same_shape,
-    _checked_size,
-    _origin_point,
-    _random_point,
+    _Sampling,
     orthonormalize,
 )
 
@@ -58,7 +55,7 @@ GRASSMANN_RETRACTIONS = ("qr", "polar", "expmap")
 # ----------------------------------------------------------------------------------------------
 
 
-class Grassmann(Manifold):
+class Grassmann(_Sampling, Manifold):
     r"""Grassmann manifold :math:`\mathrm{Gr}(n, k)` of k-dimensional subspaces of :math:`R^n`.
 
     Points are ``(..., n, k)`` tensors with orthonormal columns (any representative of the
@@ -374,51 +371,9 @@ class Grassmann(Manifold):
         """``(expmap(x, u), parallel_transp(x, u, v))`` in one call."""
         return self.expmap(x, u), self.parallel_transp(x, u, v)
 
-    # -- sampling -------------------------------------------------------------------------------
+    # -- sampling and dimension (random, random_uniform, origin, dim: see _Sampling) ----------
 
-    def random(
-        self,
-        *size: int | tuple[int, ...],
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-        generator: torch.Generator | None = None,
-    ) -> ManifoldTensor:
-        r"""Haar-uniform random point(s): QR (positive :math:`\operatorname{diag} R`) of a Gaussian.
-
-        ``random(n, k)``, ``random(b, n, k)`` or ``random((b, n, k))``. The distribution of the
-        subspace is the unique rotation-invariant one (Mezzadri, "How to generate random matrices
-        from the classical compact groups", Notices AMS 2007). ``device`` defaults to the
-        generator's device when a generator is given; ``dtype`` is float32 or float64 (``None``:
-        torch's default). A bad size, dtype or device is a ``ValueError`` / ``TypeError`` naming
-        it.
-        """
-        return _random_point(self, size, dtype, device, generator)
-
-    random_uniform = random
-
-    def origin(
-        self,
-        *size: int | tuple[int, ...],
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-        seed: int | None = 42,
-    ) -> ManifoldTensor:
-        r"""The point :math:`[I_k; 0]`, the span of the first k coordinate vectors.
-
-        ``seed`` is unused (kept for geoopt's signature).
-        """
-        return _origin_point(self, size, dtype, device)
-
-    def dim(self, *size: int | tuple[int, ...]) -> int:
-        r"""Dimension of the manifold of points of shape ``size``: :math:`k (n - k)` per subspace.
-
-        ``dim(n, k)`` is :math:`\dim \mathrm{Gr}(n, k) = k (n - k)` (EAS 1998 Sec. 2.5: the
-        horizontal space :math:`\{U : X^\top U = 0\}` has that dimension); a batch shape
-        ``dim(b, n, k)`` gives the product manifold, ``b k (n - k)``.
-        """
-        shape = _checked_size(size)
-        ok, reason = self._check_shape(shape, "size")
-        if not ok:
-            raise ValueError(reason)
-        *batch, n, k = shape
-        return math.prod(batch) * k * (n - k)
+    def _point_dim(self, n: int, k: int) -> int:
+        r""":math:`\dim \mathrm{Gr}(n, k) = k (n - k)`, the dimension of the horizontal space
+        :math:`\{U : X^\top U = 0\}` (EAS 1998 Sec. 2.5)."""
+        return k * (n - k)

@@ -16,6 +16,7 @@ All functions are batched over leading dimensions; device and dtype follow the i
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -193,36 +194,73 @@ def _checked_device(device: object) -> torch.device | None:
     return dev
 
 
-def _random_point(
-    manifold: Manifold,
-    size: tuple,
-    dtype: object,
-    device: object,
-    generator: torch.Generator | None,
-) -> ManifoldTensor:
-    """Haar-uniform points of ``manifold`` (Stiefel or Grassmann): signed QR of a Gaussian."""
-    shape = _checked_size(size)
-    ok, reason = manifold._check_shape(shape, "size")
-    if not ok:
-        raise ValueError(reason)
-    dtype = _checked_dtype(dtype)
-    device = _checked_device(device)
-    if device is None and generator is not None:
-        device = generator.device
-    g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
-    return ManifoldTensor(_qr_signfix(g), manifold=manifold)
+class _Sampling(abc.ABC):
+    """``random``, ``origin`` and ``dim`` of the orthonormal-basis manifolds (Stiefel, Grassmann).
 
+    A mixin placed before the geoopt base class; the manifold supplies ``_check_shape`` (geoopt's
+    API) and ``_point_dim(n, k)``, the dimension of one point's manifold.
+    """
 
-def _origin_point(manifold: Manifold, size: tuple, dtype: object, device: object) -> ManifoldTensor:
-    """The point ``[I_k; 0]`` of ``manifold`` (Stiefel or Grassmann), broadcast to ``size``."""
-    shape = _checked_size(size)
-    ok, reason = manifold._check_shape(shape, "size")
-    if not ok:
-        raise ValueError(reason)
-    eye = torch.eye(
-        shape[-2], shape[-1], dtype=_checked_dtype(dtype), device=_checked_device(device)
-    )
-    return ManifoldTensor(eye.expand(shape).clone(), manifold=manifold)
+    @abc.abstractmethod
+    def _point_dim(self, n: int, k: int) -> int:
+        """Dimension of the manifold of one ``n x k`` point."""
+
+    def _checked_shape(self, size: tuple) -> tuple[int, ...]:
+        shape = _checked_size(size)
+        ok, reason = self._check_shape(shape, "size")
+        if not ok:
+            raise ValueError(reason)
+        return shape
+
+    def random(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ManifoldTensor:
+        r"""Haar-uniform random point(s): QR (positive :math:`\operatorname{diag} R`) of a Gaussian.
+
+        ``random(n, k)``, ``random(b, n, k)`` or ``random((b, n, k))``. With the sign fix the Q
+        factor of a Gaussian matrix is uniform on the Stiefel manifold, and its span on the
+        Grassmann manifold (the unique rotation-invariant distributions; Mezzadri, "How to
+        generate random matrices from the classical compact groups", Notices AMS 2007; geoopt's
+        Stiefel ``random_naive`` omits the fix). ``device`` defaults to the generator's device
+        when a generator is given; ``dtype`` is float32 or float64 (``None``: torch's default). A
+        bad size, dtype or device is a ``ValueError`` / ``TypeError`` naming it.
+        """
+        shape = self._checked_shape(size)
+        dtype = _checked_dtype(dtype)
+        device = _checked_device(device)
+        if device is None and generator is not None:
+            device = generator.device
+        g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
+        return ManifoldTensor(_qr_signfix(g), manifold=self)
+
+    def random_uniform(self, *size: int | tuple[int, ...], **kwargs: object) -> ManifoldTensor:
+        """The same as :meth:`random` (geoopt's name for a uniform sampler)."""
+        return self.random(*size, **kwargs)
+
+    def origin(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = 42,
+    ) -> ManifoldTensor:
+        r"""The point :math:`[I_k; 0]`, the first k coordinate vectors (``seed`` is unused, kept
+        for geoopt's signature)."""
+        shape = self._checked_shape(size)
+        eye = torch.eye(
+            shape[-2], shape[-1], dtype=_checked_dtype(dtype), device=_checked_device(device)
+        )
+        return ManifoldTensor(eye.expand(shape).clone(), manifold=self)
+
+    def dim(self, *size: int | tuple[int, ...]) -> int:
+        """Dimension of the manifold of points of shape ``size`` (``dim(n, k)``, or ``dim(b, n,
+        k)`` for the product manifold of a batch: ``b`` times as much)."""
+        *batch, n, k = self._checked_shape(size)
+        return math.prod(batch) * self._point_dim(n, k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,7 +446,7 @@ _STIEFEL_RETRACTION_FUNCS = {
 }
 
 
-class Stiefel(EuclideanStiefel):
+class Stiefel(_Sampling, EuclideanStiefel):
     r"""Stiefel manifold (Euclidean metric) with a choice of retraction.
 
     Points are ``(..., n, k)`` tensors with :math:`X^\top X = I_k`; tangent vectors satisfy
@@ -475,46 +513,11 @@ class Stiefel(EuclideanStiefel):
         y = self.retr(x, u)
         return y, super().proju(y, v)
 
-    def random(
-        self,
-        *size: int | tuple[int, ...],
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-        generator: torch.Generator | None = None,
-    ) -> ManifoldTensor:
-        r"""Haar-uniform random point(s): QR (positive :math:`\operatorname{diag} R`) of a Gaussian.
-
-        The same sampler as :meth:`grassmann.Grassmann.random` (Mezzadri 2007): with the sign
-        fix, the Q factor of a Gaussian matrix is uniform on the Stiefel manifold (geoopt's
-        ``random_naive``, without it, is not).
-        """
-        return _random_point(self, size, dtype, device, generator)
-
-    random_uniform = random
-
-    def origin(
-        self,
-        *size: int | tuple[int, ...],
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-        seed: int | None = 42,
-    ) -> ManifoldTensor:
-        r"""The point :math:`[I_k; 0]` (``seed`` is unused, kept for geoopt's signature)."""
-        return _origin_point(self, size, dtype, device)
-
-    def dim(self, *size: int | tuple[int, ...]) -> int:
-        r"""Dimension of the manifold of points of shape ``size``: :math:`n k - k (k + 1) / 2`.
-
-        ``dim(n, k)`` is :math:`\dim \mathrm{St}(n, k) = n k - k(k+1)/2` (the tangent space
+    def _point_dim(self, n: int, k: int) -> int:
+        r""":math:`\dim \mathrm{St}(n, k) = n k - k(k+1)/2`: the tangent space
         :math:`\{U : X^\top U + U^\top X = 0\}` loses the ``k(k+1)/2`` entries of a symmetric
-        matrix); a batch shape ``dim(b, n, k)`` gives the product manifold.
-        """
-        shape = _checked_size(size)
-        ok, reason = self._check_shape(shape, "size")
-        if not ok:
-            raise ValueError(reason)
-        *batch, n, k = shape
-        return math.prod(batch) * (n * k - k * (k + 1) // 2)
+        matrix."""
+        return n * k - k * (k + 1) // 2
 
     def extra_repr(self) -> str:
         return f"retraction={self.retraction!r}"

@@ -248,9 +248,15 @@ def test_batched_retraction_equals_one_by_one(man, shape):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_retraction_and_transport_are_differentiable(man, threads):
-    """A differentiable step (meta-learning, implicit layers, RiemannianLineSearch)."""
+    """A differentiable step (meta-learning, implicit layers, RiemannianLineSearch).
+
+    Regression: Grassmann's qr/polar wrote X + U with ``out=`` (and solved in place on one
+    thread), which autograd refuses: ``retr`` of a ``u`` that requires grad raised. Entry 1 is
+    a large step (Grassmann: a second Cholesky-QR/polar pass).
+    """
     x = point(man, (2, 7, 3))
     u, v = tangent(man, x, 1, 0.6), tangent(man, x, 2)
+    u[1] = tangent(man, x[1], 3, 50.0)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
