@@ -16,13 +16,21 @@ All functions are batched over leading dimensions; device and dtype follow the i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import abc
+import math
 
 import torch
-from geoopt import EuclideanStiefel
+from geoopt import EuclideanStiefel, ManifoldTensor
 from geoopt.manifolds.base import Manifold
+from geoopt.utils import size2shape
 
-from grassmann._validation import check_choice, check_finite, check_tensor
+from grassmann._linalg import (
+    _as_linalg_dtype,
+    _gram_eigh,  # noqa: F401  (re-exported: importable from here as before)
+    _qr_signfix,
+    _sym_funcm,
+)
+from grassmann._validation import check_choice, check_finite, check_int, check_tensor
 
 __all__ = [
     "Stiefel",
@@ -115,45 +123,149 @@ def _check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
         )
 
 
-# ----------------------------------------------------------------------------------------------
-# small-matrix kernels
-# ----------------------------------------------------------------------------------------------
+def _check_same_kind(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Both arguments must have the same dtype and device: no silent promotion or transfer.
 
-
-def _as_linalg_dtype(a: torch.Tensor) -> torch.Tensor:
-    """torch.linalg has no float16/bfloat16 kernels: compute those in float32."""
-    return a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
-
-
-def _sym_funcm(
-    lam: torch.Tensor, vecs: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """``V diag(f(lam)) V^T`` for an eigendecomposition ``(lam, V)`` of a symmetric matrix."""
-    return (vecs * f(lam).unsqueeze(-2)) @ vecs.mT
-
-
-def _gram_eigh(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigendecomposition of the ``k x k`` Gram matrix ``U^T U`` (eigenvalues clamped >= 0).
-
-    ``U^T U = V diag(s^2) V^T`` where ``U = P diag(s) V^T`` is the thin SVD; functions of the
-    singular values that are even (``cos s``, ``sin(s) / s``) are therefore smooth functions of
-    the Gram matrix and are computed accurately without the ``n x k`` SVD.
+    Free (attributes only, no host sync), so the optimiser hot path runs it too.
     """
-    lam, vecs = torch.linalg.eigh(u.mT @ u)
-    return lam.clamp_min(0), vecs
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{name_b} must have the dtype of {name_a} ({a.dtype}), got {b.dtype}; convert one "
+            f"of them first, e.g. {name_b}.to({name_a}.dtype)"
+        )
+    if a.device != b.device:
+        raise ValueError(
+            f"{name_b} must be on the device of {name_a} ({a.device}), got {b.device}; move one "
+            f"of them first, e.g. {name_b}.to({name_a}.device)"
+        )
 
 
-def _sinc(x: torch.Tensor) -> torch.Tensor:
-    """``sin(x) / x`` with the value 1 at 0 (``torch.sinc`` is normalised by pi)."""
-    return torch.sinc(x / torch.pi)
+def _check_like(manifold: Manifold, name: str, x: torch.Tensor, /, **others: torch.Tensor) -> None:
+    """Free check of a manifold's hot path (attributes only, no host sync).
+
+    ``x`` (called ``name``) has a valid point shape for ``manifold`` (``(..., n, k)``, ``k <=
+    n``) and every other tensor has its ``(n, k)`` (``ValueError``), dtype (``TypeError``) and
+    device (``ValueError``), each error naming the tensor.
+    """
+    ok, reason = manifold._check_shape(x.shape, name)
+    if not ok:
+        raise ValueError(reason)
+    for other, t in others.items():
+        if t.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"{other} must have the shape (..., n, k) of the point {name}, (..., "
+                f"{x.shape[-2]}, {x.shape[-1]}), got {tuple(t.shape)}"
+            )
+        _check_same_kind(name, x, other, t)
 
 
-def _qr_signfix(a: torch.Tensor) -> torch.Tensor:
-    """Householder QR with the signs of ``diag(R)`` made positive (the unique, continuous Q)."""
-    q, r = torch.linalg.qr(a)
-    d = torch.diagonal(r, dim1=-2, dim2=-1).sign()
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    return q * d.unsqueeze(-2)
+def _checked_size(size: tuple) -> tuple[int, ...]:
+    """``random(n, k)`` / ``random(b, n, k)`` / ``random((b, n, k))`` sizes as a checked shape."""
+    shape = size2shape(*size)
+    for i, dim in enumerate(shape):  # k = 0 is left to the shape check, which names k
+        check_int(f"size[{i}]", dim, minimum=0 if i == len(shape) - 1 else 1)
+    return tuple(int(d) for d in shape)
+
+
+def _checked_dtype(dtype: object) -> torch.dtype | None:
+    """``dtype`` of a sampler: ``None`` (torch's default), float32 or float64."""
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64 (or None), got {dtype}")
+    return dtype
+
+
+def _checked_device(device: object) -> torch.device | None:
+    """``device`` of a sampler: ``None`` or a device that exists on this machine.
+
+    torch reports a missing device as an ``AssertionError`` ("Torch not compiled with CUDA
+    enabled") or a ``RuntimeError``; this names the argument instead.
+    """
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (AssertionError, RuntimeError, TypeError) as exc:
+        hint = "" if torch.cuda.is_available() else " (CUDA is not available here)"
+        raise ValueError(
+            f"device must be an available torch device such as 'cpu'{hint}, got {device!r}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    return dev
+
+
+class _Sampling(abc.ABC):
+    """``random``, ``origin`` and ``dim`` of the orthonormal-basis manifolds (Stiefel, Grassmann).
+
+    A mixin placed before the geoopt base class; the manifold supplies ``_check_shape`` (geoopt's
+    API) and ``_point_dim(n, k)``, the dimension of one point's manifold.
+    """
+
+    @abc.abstractmethod
+    def _point_dim(self, n: int, k: int) -> int:
+        """Dimension of the manifold of one ``n x k`` point."""
+
+    def _checked_shape(self, size: tuple) -> tuple[int, ...]:
+        shape = _checked_size(size)
+        ok, reason = self._check_shape(shape, "size")
+        if not ok:
+            raise ValueError(reason)
+        return shape
+
+    def random(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ManifoldTensor:
+        r"""Haar-uniform random point(s): QR (positive :math:`\operatorname{diag} R`) of a Gaussian.
+
+        ``random(n, k)``, ``random(b, n, k)`` or ``random((b, n, k))``. With the sign fix the Q
+        factor of a Gaussian matrix is uniform on the Stiefel manifold, and its span on the
+        Grassmann manifold (the unique rotation-invariant distributions; Mezzadri, "How to
+        generate random matrices from the classical compact groups", Notices AMS 2007; geoopt's
+        Stiefel ``random_naive`` omits the fix). ``device`` defaults to the generator's device
+        when a generator is given; ``dtype`` is float32 or float64 (``None``: torch's default). A
+        bad size, dtype or device is a ``ValueError`` / ``TypeError`` naming it.
+        """
+        shape = self._checked_shape(size)
+        dtype = _checked_dtype(dtype)
+        device = _checked_device(device)
+        if device is None and generator is not None:
+            device = generator.device
+        g = torch.randn(shape, dtype=dtype, device=device, generator=generator)
+        return ManifoldTensor(_qr_signfix(g), manifold=self)
+
+    def random_uniform(self, *size: int | tuple[int, ...], **kwargs: object) -> ManifoldTensor:
+        """The same as :meth:`random` (geoopt's name for a uniform sampler)."""
+        return self.random(*size, **kwargs)
+
+    def origin(
+        self,
+        *size: int | tuple[int, ...],
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = 42,
+    ) -> ManifoldTensor:
+        r"""The point :math:`[I_k; 0]`, the first k coordinate vectors (``seed`` is unused, kept
+        for geoopt's signature)."""
+        shape = self._checked_shape(size)
+        eye = torch.eye(
+            shape[-2], shape[-1], dtype=_checked_dtype(dtype), device=_checked_device(device)
+        )
+        return ManifoldTensor(eye.expand(shape).clone(), manifold=self)
+
+    def dim(self, *size: int | tuple[int, ...]) -> int:
+        """Dimension of the manifold of points of shape ``size`` (``dim(n, k)``, or ``dim(b, n,
+        k)`` for the product manifold of a batch: ``b`` times as much)."""
+        *batch, n, k = self._checked_shape(size)
+        return math.prod(batch) * self._point_dim(n, k)
+
+
+# ----------------------------------------------------------------------------------------------
+# CholeskyQR2 and orthonormalisation
+# ----------------------------------------------------------------------------------------------
 
 
 def _cholesky_qr2(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,15 +446,18 @@ _STIEFEL_RETRACTION_FUNCS = {
 }
 
 
-class Stiefel(EuclideanStiefel):
+class Stiefel(_Sampling, EuclideanStiefel):
     r"""Stiefel manifold (Euclidean metric) with a choice of retraction.
 
     Points are ``(..., n, k)`` tensors with :math:`X^\top X = I_k`; tangent vectors satisfy
     :math:`X^\top U + U^\top X = 0`; the metric is :math:`\langle U, V\rangle =
-    \operatorname{tr}(U^\top V)`. Everything except the retraction is inherited from
-    :class:`geoopt.EuclideanStiefel` (projection, Riemannian gradient, vector transport by
-    projection, exact exponential map), so it works with :class:`geoopt.ManifoldParameter`,
-    :class:`geoopt.optim.RiemannianSGD` and :class:`geoopt.optim.RiemannianAdam`.
+    \operatorname{tr}(U^\top V)`. The projection, vector transport by projection and the exact
+    exponential map are :class:`geoopt.EuclideanStiefel`'s, so it works with
+    :class:`geoopt.ManifoldParameter`, :class:`geoopt.optim.RiemannianSGD`,
+    :class:`geoopt.optim.RiemannianAdam` and :class:`geoopt.optim.RiemannianLineSearch`. Added:
+    the retraction choice, the checks of :class:`grassmann.Grassmann` (a tensor of another
+    shape, dtype or device than the point is a ``ValueError`` / ``TypeError`` naming it),
+    Haar-uniform :meth:`random` points and :meth:`dim`.
 
     Parameters
     ----------
@@ -361,19 +476,48 @@ class Stiefel(EuclideanStiefel):
         super().__init__()
         self.retraction = check_choice("retraction", retraction, STIEFEL_RETRACTIONS)
 
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""Tangent projection :math:`U - X \operatorname{sym}(X^\top U)` (geoopt's)."""
+        _check_like(self, "x", x, u=u)
+        return super().proju(x, u)
+
+    egrad2rgrad = proju
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Vector transport by projection to the tangent space at ``y``."""
+        _check_like(self, "y", y, x=x, v=v)
+        return super().proju(y, v)
+
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Exact exponential map of the Euclidean metric (geoopt's; ``u`` tangent at ``x``).
+
+        Leading dimensions broadcast (geoopt's map concatenates ``x`` and ``u``, which needs
+        equal shapes).
+        """
+        _check_like(self, "x", x, u=u)
+        return super().expmap(*torch.broadcast_tensors(x, u))
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Retract ``u`` at ``x`` with the retraction chosen at construction."""
+        _check_like(self, "x", x, u=u)
         if self.retraction == "expmap":
             # geoopt's exact map needs a tangent u; the first momentum step is not one
-            return self.expmap(x, self.proju(x, u))
+            return super().expmap(*torch.broadcast_tensors(x, super().proju(x, u)))
         return _STIEFEL_RETRACTION_FUNCS[self.retraction](x, u)
 
     def retr_transp(
         self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Retract ``u`` at ``x`` and transport ``v`` there by projection."""
+        _check_like(self, "x", x, v=v)
         y = self.retr(x, u)
-        return y, self.proju(y, v)
+        return y, super().proju(y, v)
+
+    def _point_dim(self, n: int, k: int) -> int:
+        r""":math:`\dim \mathrm{St}(n, k) = n k - k(k+1)/2`: the tangent space
+        :math:`\{U : X^\top U + U^\top X = 0\}` loses the ``k(k+1)/2`` entries of a symmetric
+        matrix."""
+        return n * k - k * (k + 1) // 2
 
     def extra_repr(self) -> str:
         return f"retraction={self.retraction!r}"

@@ -106,3 +106,37 @@ def test_riemannian_sgd_on_a_batch_of_subspaces():
         (-(x * (c @ x)).sum()).backward()
         opt.step()
     assert float(principal_angles(x.detach(), top).max()) < 1e-6
+
+
+@pytest.mark.parametrize("retraction", ["qr", "polar", "expmap"])
+@pytest.mark.parametrize(("method", "cg"), [("armijo", "steepest"), ("wolfe", "pr")])
+@pytest.mark.filterwarnings("ignore:No suitable step size could be found")
+def test_riemannian_line_search_recovers_top_k_eigenspace(retraction, method, cg):
+    """Regression: the line search retracts a point that requires grad, which qr/polar refused.
+
+    geoopt's RiemannianLineSearch evaluates the closure at ``retr(x, t d)`` with autograd on;
+    the qr/polar kernels wrote into an ``out=`` buffer there and raised a RuntimeError.
+    """
+    man = Grassmann(retraction=retraction, check=False)
+    c, top = problem()
+    x = geoopt.ManifoldParameter(
+        man.random(10, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)),
+        manifold=man,
+    )
+    opt = geoopt.optim.RiemannianLineSearch([x], line_search_method=method, cg_method=cg)
+
+    def closure():
+        opt.zero_grad()
+        loss = -torch.trace(x.T @ c @ x)
+        loss.backward()
+        return float(loss.detach())
+
+    for _ in range(100):
+        opt.step(closure)
+        # stop at convergence: the loss is flat to rounding there (angles ~ sqrt(eps)), and
+        # scipy's Armijo search divides by zero once the slope is ~1e-16
+        rgrad = man.egrad2rgrad(x.detach(), x.grad)
+        if opt.last_step_size is None or float(rgrad.norm()) < 1e-7:
+            break
+    assert orth_err(x.detach()) < 1e-12
+    assert float(principal_angles(x.detach(), top).max()) < 1e-6
