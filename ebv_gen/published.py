@@ -124,8 +124,22 @@ class _TensorRef:
             )
         if self.offset < 0 or min(self.size, default=0) < 0 or min(self.stride, default=0) < 0:
             raise UnusableFileError(f"{where}: negative tensor offset, size or stride")
-        if math.prod(self.size) == 0:
-            return np.zeros(self.size, dtype=data.dtype)
+        numel = math.prod(self.size)
+        if numel > data.size:
+            # only overlapping views (stride 0: expand) read more elements than they store;
+            # refused, so that the memory used is bounded by the bytes in the file
+            raise UnusableFileError(
+                f"{where}: the tensor of size {self.size} reads {numel} elements from a "
+                f"storage of {data.size} (an expanded or overlapping view): only tensors "
+                f"that store each of their elements are accepted"
+            )
+        if numel == 0:
+            try:
+                return np.zeros(self.size, dtype=data.dtype)
+            except ValueError:  # numpy refuses dimensions whose product overflows its sizes
+                raise UnusableFileError(
+                    f"{where}: the empty tensor has an impossible size {self.size}"
+                ) from None
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if last >= data.size:
             raise UnusableFileError(

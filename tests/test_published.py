@@ -211,3 +211,34 @@ def test_bad_content_and_bad_files_give_one_line_and_exit_2(tmp_path, capsys):
     renamed.write_bytes(good.read_bytes())
     assert main(["import", str(renamed), "-o", str(tmp_path / "r.npy")]) == 0
     assert "does not match" in capsys.readouterr().out
+
+
+class _Expanded:
+    """A tensor record that declares a ``size`` far beyond its one-element storage (stride 0:
+    every element is the same float), as ``torch.Tensor.expand`` would save it."""
+
+    def __init__(self, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.size, self.stride = size, stride
+
+    def __reduce__(self):
+        storage = _Storage(_legacy_storage_blob(torch.ones(1), "cuda:0"))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (storage, 0, self.size, self.stride, False, OrderedDict()),
+        )
+
+
+def test_a_tensor_larger_than_its_storage_is_refused_before_anything_is_allocated(tmp_path):
+    """A 100-byte file must not make the import allocate gigabytes: (20000, 20000) with stride 0
+    used to be materialised (1.6 GB, then float64 copies) before the unit-row check failed."""
+    path = tmp_path / "expanded.pkl"
+    path.write_bytes(pickle.dumps(_Expanded((2000, 2000), (0, 0)), protocol=4))
+    with pytest.raises(UnusableFileError, match="4000000 elements from a storage of 1"):
+        read_tensor_file(path)
+    # an empty tensor with an absurd dimension: a clean message, not numpy's "array is too big"
+    path.write_bytes(pickle.dumps(_Expanded((0, 2**62), (1, 1)), protocol=4))
+    with pytest.raises(UnusableFileError, match=r"expanded.pkl.*impossible size"):
+        read_tensor_file(path)
+    # an ordinary empty tensor still reads (and is refused by the import for being empty)
+    torch.save(torch.empty(0, 5), tmp_path / "empty.pt")
+    assert read_tensor_file(tmp_path / "empty.pt").array.shape == (0, 5)
