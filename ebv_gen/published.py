@@ -35,6 +35,7 @@ import os
 import pickle
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,12 +265,17 @@ class _Unpickler(pickle.Unpickler):
 def _load(data: bytes | io.BytesIO, where: str, storages: dict | None = None) -> Any:
     try:
         return _Unpickler(data, where, storages).load()
-    except (UnusableFileError, MemoryError):
+    except UnusableFileError:
         raise
-    except Exception as exc:  # truncated or corrupt pickle: many exception types
-        raise UnusableFileError(
-            f"{where}: not a readable pickle ({type(exc).__name__}: {exc})"
-        ) from None
+    except Exception as exc:  # truncated or corrupt pickle: many exception types, and a
+        # MemoryError for a length field that declares more bytes than the machine has
+        raise UnusableFileError(f"{where}: not a readable pickle ({_describe(exc)})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception, on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _read_legacy(stream: io.BytesIO, where: str, first: Any = None) -> Any:
@@ -299,27 +305,48 @@ def _read_legacy(stream: io.BytesIO, where: str, first: Any = None) -> Any:
 
 
 def _read_zip(path: Path, where: str) -> Any:
-    with zipfile.ZipFile(path) as archive:
-        pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-        if len(pkl) != 1:
-            raise UnusableFileError(f"{where}: a zip archive without one data.pkl (not torch.save)")
-        prefix = pkl[0][: -len("data.pkl")]
-        names = set(archive.namelist())
-        order = prefix + "byteorder"
-        little = archive.read(order).strip() != b"big" if order in names else True
-        storages: dict[str, _Storage] = {}
-        result = _load(archive.read(pkl[0]), where, storages)
-        for key, storage in storages.items():
-            name = f"{prefix}data/{key}"
-            if name not in names:
-                raise UnusableFileError(f"{where}: storage {key!r} is missing from the archive")
-            expected = storage.numel * storage.kind.itemsize
-            if archive.getinfo(name).file_size != expected:
-                raise UnusableFileError(
-                    f"{where}: storage {key!r} holds {archive.getinfo(name).file_size} bytes, "
-                    f"expected {expected}"
-                )
-            storage.fill(archive.read(name), little, where)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_archive(archive, where)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # truncated (no central directory), a bad CRC, an encrypted or oddly compressed member
+        raise UnusableFileError(
+            f"{where}: not a readable torch.save archive ({_describe(exc)})"
+        ) from None
+
+
+def _read_archive(archive: zipfile.ZipFile, where: str) -> Any:
+    pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pkl) != 1:
+        raise UnusableFileError(f"{where}: a zip archive without one data.pkl (not torch.save)")
+    prefix = pkl[0][: -len("data.pkl")]
+    names = set(archive.namelist())
+
+    def read(name: str) -> bytes:
+        # torch.save stores its members uncompressed, so a member's bytes are bounded by the
+        # file's; a compressed one could declare gigabytes in a few kilobytes
+        if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
+            raise UnusableFileError(
+                f"{where}: member {name!r} of the archive is compressed (torch.save stores "
+                f"its members uncompressed)"
+            )
+        return archive.read(name)
+
+    order = prefix + "byteorder"
+    little = read(order).strip() != b"big" if order in names else True
+    storages: dict[str, _Storage] = {}
+    result = _load(read(pkl[0]), where, storages)
+    for key, storage in storages.items():
+        name = f"{prefix}data/{key}"
+        if name not in names:
+            raise UnusableFileError(f"{where}: storage {key!r} is missing from the archive")
+        expected = storage.numel * storage.kind.itemsize
+        if archive.getinfo(name).file_size != expected:
+            raise UnusableFileError(
+                f"{where}: storage {key!r} holds {archive.getinfo(name).file_size} bytes, "
+                f"expected {expected}"
+            )
+        storage.fill(read(name), little, where)
     return result
 
 

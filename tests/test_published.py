@@ -242,3 +242,31 @@ def test_a_tensor_larger_than_its_storage_is_refused_before_anything_is_allocate
     # an ordinary empty tensor still reads (and is refused by the import for being empty)
     torch.save(torch.empty(0, 5), tmp_path / "empty.pt")
     assert read_tensor_file(tmp_path / "empty.pt").array.shape == (0, 5)
+
+
+def test_a_truncated_or_corrupt_archive_and_absurd_lengths_give_one_line(tmp_path, capsys):
+    archive = tmp_path / "w.pt"
+    torch.save(_unit_rows(50, 8), archive)
+    blob = archive.read_bytes()
+    storage_at = blob.index(b"data/0") + 100  # inside the storage bytes of the archive
+    corrupt = blob[:storage_at] + bytes(16) + blob[storage_at + 16 :]
+    huge_bytes = b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"abc"  # BINBYTES8
+    for name, data, match in (
+        ("truncated.pt", blob[: len(blob) // 2], "not a readable torch.save archive"),
+        ("corrupt.pt", corrupt, "not a readable torch.save archive"),
+        ("huge.pkl", huge_bytes, "not a readable pickle"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        assert main(["import", str(tmp_path / name), "-o", str(tmp_path / "o.npy")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ebv-gen: error: "), err
+        assert name in err and match in err, err
+
+    # a compressed member (torch.save never compresses) could declare gigabytes in kilobytes
+    with zipfile.ZipFile(archive) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    with pytest.raises(UnusableFileError, match="is compressed"):
+        read_tensor_file(tmp_path / "deflated.pt")
