@@ -249,6 +249,14 @@ class _Unpickler(pickle.Unpickler):
         return data
 
     def _load_from_bytes(self, blob: Any) -> _Storage:
+        if self.storages is not None:
+            # torch writes this record only in a plain pickle of a tensor, never inside the
+            # torch.save stream that it holds; nesting would let a file make the reader keep
+            # one copy of its bytes per level
+            raise RefusedPickleError(
+                f"{self.where}: a storage record inside a storage record or a torch.save "
+                f"stream (torch never writes one)"
+            )
         if not isinstance(blob, bytes):
             raise UnusableFileError(f"{self.where}: malformed storage record")
         storage = _read_legacy(io.BytesIO(blob), self.where)

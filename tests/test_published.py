@@ -270,3 +270,39 @@ def test_a_truncated_or_corrupt_archive_and_absurd_lengths_give_one_line(tmp_pat
             z.writestr(n, b)
     with pytest.raises(UnusableFileError, match="is compressed"):
         read_tensor_file(tmp_path / "deflated.pt")
+
+
+class _NestedStorage:
+    """A storage record whose legacy blob holds another storage record instead of a storage."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def __reduce__(self):
+        if self.depth == 0:
+            return _Storage(_legacy_storage_blob(torch.ones(1), "cpu")).__reduce__()
+        inner = io.BytesIO()
+        pickler = pickle.Pickler(inner, protocol=4)
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickler.dump(obj)
+        pickler.dump(_NestedStorage(self.depth - 1))
+        pickler.dump([])  # no storage keys
+        return (torch.storage._load_from_bytes, (inner.getvalue(),))
+
+
+def test_storage_records_nest_only_at_the_top_level_of_a_plain_pickle(tmp_path):
+    """torch writes ``_load_from_bytes`` only in ``pickle.dump`` of a tensor, never inside the
+    legacy stream it holds; nesting would let a file make the reader hold one copy of its bytes
+    per level."""
+
+    class Record:
+        def __reduce__(self):
+            return (
+                torch._utils._rebuild_tensor_v2,
+                (_NestedStorage(1), 0, (1,), (1,), False, OrderedDict()),
+            )
+
+    path = tmp_path / "nested.pkl"
+    path.write_bytes(pickle.dumps(Record(), protocol=4))
+    with pytest.raises(RefusedPickleError, match="storage record inside a storage record"):
+        read_tensor_file(path)
