@@ -34,6 +34,7 @@ import math
 import os
 import pickle
 import re
+import reprlib
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -67,6 +68,22 @@ _FLOAT_STORAGES = {
 }
 _STORAGE_MODULES = ("torch", "torch.cuda")
 
+#: Device tags a storage may carry (``cpu``, ``cuda:0``, ``mps`` ...).
+_LOCATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,15}(:[0-9]{1,4})?")
+
+_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxtuple = _REPR.maxlist = 6
+_REPR.maxlevel = 2
+#: Every value that comes from the file is shown through this: bounded, on one line.
+_short = _REPR.repr
+
+
+def _name(text: str) -> str:
+    """A global's name from the file as it reads (``os.system``), or bounded and quoted when
+    it is long or holds unprintable characters."""
+    return text if len(text) <= 80 and text.isprintable() else _short(text)
+
 
 class RefusedPickleError(UnusableFileError):
     """The pickle names something other than a tensor and its storage (it is refused before
@@ -99,7 +116,7 @@ class _Storage:
     def fill(self, raw: bytes, little_endian: bool, where: str) -> None:
         if len(raw) != self.numel * self.kind.itemsize:
             raise UnusableFileError(
-                f"{where}: storage {self.key!r} holds {len(raw)} bytes, expected "
+                f"{where}: storage {_short(self.key)} holds {len(raw)} bytes, expected "
                 f"{self.numel} x {self.kind.itemsize} (truncated or corrupt file)"
             )
         order = "<" if little_endian else ">"
@@ -121,7 +138,7 @@ class _TensorRef:
         data = self.storage.data
         if data is None:
             raise UnusableFileError(
-                f"{where}: the bytes of storage {self.storage.key!r} are missing"
+                f"{where}: the bytes of storage {_short(self.storage.key)} are missing"
             )
         if self.offset < 0 or min(self.size, default=0) < 0 or min(self.stride, default=0) < 0:
             raise UnusableFileError(f"{where}: negative tensor offset, size or stride")
@@ -130,7 +147,7 @@ class _TensorRef:
             # only overlapping views (stride 0: expand) read more elements than they store;
             # refused, so that the memory used is bounded by the bytes in the file
             raise UnusableFileError(
-                f"{where}: the tensor of size {self.size} reads {numel} elements from a "
+                f"{where}: the tensor of size {_short(self.size)} reads {numel} elements from a "
                 f"storage of {data.size} (an expanded or overlapping view): only tensors "
                 f"that store each of their elements are accepted"
             )
@@ -139,13 +156,13 @@ class _TensorRef:
                 return np.zeros(self.size, dtype=data.dtype)
             except ValueError:  # numpy refuses dimensions whose product overflows its sizes
                 raise UnusableFileError(
-                    f"{where}: the empty tensor has an impossible size {self.size}"
+                    f"{where}: the empty tensor has an impossible size {_short(self.size)}"
                 ) from None
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if last >= data.size:
             raise UnusableFileError(
-                f"{where}: the tensor (offset {self.offset}, size {self.size}, stride "
-                f"{self.stride}) reaches beyond its storage of {data.size} elements"
+                f"{where}: the tensor (offset {self.offset}, size {_short(self.size)}, stride "
+                f"{_short(self.stride)}) reaches beyond its storage of {data.size} elements"
             )
         view = np.lib.stride_tricks.as_strided(
             data[self.offset :],
@@ -158,7 +175,9 @@ class _TensorRef:
 
 def _ints(value: Any, what: str, where: str) -> tuple[int, ...]:
     if not isinstance(value, tuple) or not all(type(v) is int for v in value):
-        raise UnusableFileError(f"{where}: tensor {what} must be a tuple of ints, got {value!r}")
+        raise UnusableFileError(
+            f"{where}: tensor {what} must be a tuple of ints, got {_short(value)}"
+        )
     return value
 
 
@@ -183,17 +202,17 @@ class _Unpickler(pickle.Unpickler):
             return builder
         if module in _STORAGE_MODULES and name.endswith("Storage"):
             raise RefusedPickleError(
-                f"{self.where}: holds a {name}: class vectors must be floating point "
+                f"{self.where}: holds a {_name(name)}: class vectors must be floating point "
                 f"({', '.join(_FLOAT_STORAGES)})"
             )
         raise RefusedPickleError(
-            f"{self.where}: refused to load the global {module}.{name}: only a torch tensor and "
-            f"its storage are accepted (nothing in the file was run)"
+            f"{self.where}: refused to load the global {_name(module + '.' + name)}: only a "
+            f"torch tensor and its storage are accepted (nothing in the file was run)"
         )
 
     def persistent_load(self, pid: Any) -> _Storage:
         if self.storages is None:
-            raise RefusedPickleError(f"{self.where}: unexpected persistent id {pid!r}")
+            raise RefusedPickleError(f"{self.where}: unexpected persistent id {_short(pid)}")
         # zip layout: ('storage', type, key, location, numel); legacy layout: the same and a
         # view description, None unless the storage is a view (pre-1.0 torch, not supported)
         if isinstance(pid, tuple) and len(pid) == 6 and pid[5] is None:
@@ -208,12 +227,14 @@ class _Unpickler(pickle.Unpickler):
             or type(pid[4]) is not int
             or pid[4] < 0
         ):
-            raise UnusableFileError(f"{self.where}: not a torch storage id: {pid!r}")
+            raise UnusableFileError(f"{self.where}: not a torch storage id: {_short(pid)}")
         _, kind, key, location, numel = pid
+        if _LOCATION.fullmatch(location) is None:
+            raise UnusableFileError(f"{self.where}: not a device tag: {_short(location)}")
         storage = self.storages.setdefault(key, _Storage(key, kind, location, numel))
         if (storage.kind, storage.numel) != (kind, numel):
             raise UnusableFileError(
-                f"{self.where}: storage {key!r} is described twice, differently"
+                f"{self.where}: storage {_short(key)} is described twice, differently"
             )
         return storage
 
@@ -302,11 +323,11 @@ def _read_legacy(stream: io.BytesIO, where: str, first: Any = None) -> Any:
         storage = storages[key]
         head = stream.read(8)
         if len(head) != 8:
-            raise UnusableFileError(f"{where}: truncated storage {key!r}")
+            raise UnusableFileError(f"{where}: truncated storage {_short(key)}")
         numel = int.from_bytes(head, "little" if little else "big", signed=True)
         if numel != storage.numel:
             raise UnusableFileError(
-                f"{where}: storage {key!r} says {numel} elements, its record {storage.numel}"
+                f"{where}: storage {_short(key)} says {numel} elements, its record {storage.numel}"
             )
         storage.fill(stream.read(numel * storage.kind.itemsize), little, where)
     return result
@@ -335,7 +356,7 @@ def _read_archive(archive: zipfile.ZipFile, where: str) -> Any:
         # file's; a compressed one could declare gigabytes in a few kilobytes
         if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
             raise UnusableFileError(
-                f"{where}: member {name!r} of the archive is compressed (torch.save stores "
+                f"{where}: member {_short(name)} of the archive is compressed (torch.save stores "
                 f"its members uncompressed)"
             )
         return archive.read(name)
@@ -347,11 +368,11 @@ def _read_archive(archive: zipfile.ZipFile, where: str) -> Any:
     for key, storage in storages.items():
         name = f"{prefix}data/{key}"
         if name not in names:
-            raise UnusableFileError(f"{where}: storage {key!r} is missing from the archive")
+            raise UnusableFileError(f"{where}: storage {_short(key)} is missing from the archive")
         expected = storage.numel * storage.kind.itemsize
         if archive.getinfo(name).file_size != expected:
             raise UnusableFileError(
-                f"{where}: storage {key!r} holds {archive.getinfo(name).file_size} bytes, "
+                f"{where}: storage {_short(key)} holds {archive.getinfo(name).file_size} bytes, "
                 f"expected {expected}"
             )
         storage.fill(read(name), little, where)

@@ -306,3 +306,46 @@ def test_storage_records_nest_only_at_the_top_level_of_a_plain_pickle(tmp_path):
     path.write_bytes(pickle.dumps(Record(), protocol=4))
     with pytest.raises(RefusedPickleError, match="storage record inside a storage record"):
         read_tensor_file(path)
+
+
+def test_text_from_the_file_is_bounded_in_messages_and_device_tags_are_checked(tmp_path, capsys):
+    """Names, keys and tags come from the file: a megabyte key must not become a megabyte
+    error line, and a device tag with a newline or escape codes must not reach the summary."""
+
+    class Pickler(pickle.Pickler):
+        def __init__(self, file, pid):
+            super().__init__(file, protocol=4)
+            self.pid = pid
+
+        def persistent_id(self, obj):
+            return self.pid if isinstance(obj, _Marker) else None
+
+    class _Marker:
+        pass
+
+    for pid, match in (
+        (("storage", "x" * 10**6, "0", "cpu", 1), "not a torch storage id: "),
+        ((["storage"] * 10**5,), "not a torch storage id: "),
+    ):
+        archive = tmp_path / "a.pt"
+        torch.save(_unit_rows(2, 2), archive)
+        with zipfile.ZipFile(archive) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        data = io.BytesIO()
+        Pickler(data, pid).dump(_Marker())
+        members[next(n for n in members if n.endswith("data.pkl"))] = data.getvalue()
+        with zipfile.ZipFile(archive, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+        assert main(["import", str(archive), "-o", str(tmp_path / "o.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err and len(err) < 400, err[:300]
+    # a real storage type with a bad tag: built by rewriting the tag of a published file
+    w = _unit_rows(4, 3)
+    path = tmp_path / "tag.pkl"
+    _write_published(path, w, location="cuda:0\x1b[2J")
+    with pytest.raises(UnusableFileError, match=r"not a device tag: 'cuda:0\\x1b\[2J'"):
+        read_tensor_file(path)
+    for tag in ("cpu", "cuda:0", "cuda:12", "mps", "xla:1"):
+        _write_published(path, w, location=tag)
+        assert read_tensor_file(path).location == tag
