@@ -399,3 +399,29 @@ def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition(devi
     want_sinc = (vecs * torch.sinc(sigma / math.pi).unsqueeze(-2)) @ vecs.mT
     torch.testing.assert_close(cos_m, want_cos, rtol=0, atol=5e-13)
     torch.testing.assert_close(sinc_m, want_sinc, rtol=0, atol=5e-13)
+
+
+def test_sparse_euclidean_gradients_follow_torch_sgd_and_a_sparse_subspace_gradient_is_named():
+    """torch.optim.SGD takes the sparse gradients of nn.Embedding(sparse=True); so must the
+    Euclidean side of GCRSGD, which promises to be torch's SGD there."""
+    torch.manual_seed(0)
+    embs = [nn.Embedding(20, 6, sparse=True) for _ in range(2)]
+    embs[1].load_state_dict(embs[0].state_dict())
+    opts = [
+        GCRSGD(embs[0].parameters(), lr=0.1, momentum=0.9),
+        torch.optim.SGD(embs[1].parameters(), lr=0.1, momentum=0.9),
+    ]
+    for step in range(3):
+        idx = torch.tensor([step, 3, 7 + step])
+        for emb, opt in zip(embs, opts, strict=True):
+            opt.zero_grad()
+            emb(idx).square().sum().backward()
+            opt.step()
+    assert torch.equal(embs[0].weight, embs[1].weight)
+    head = GrassmannHead(8, 3, 2, seed=0)
+    opt = GCRSGD(
+        [{"params": [nn.Parameter(torch.zeros(1))]}, {"params": head.parameters()}], lr=0.1
+    )
+    head.subspaces.grad = torch.ones_like(head.subspaces).to_sparse()
+    with pytest.raises(RuntimeError, match=r"parameter 0 of param_groups\[1\].*sparse gradient"):
+        opt.step()

@@ -235,7 +235,8 @@ class GCRSGD(torch.optim.Optimizer):
     (the official per-class-dimension branch ignores it).
 
     Every other parameter is updated exactly as by :class:`torch.optim.SGD` with the same
-    ``lr``, ``momentum`` and ``weight_decay`` (``dampening=0``, no Nesterov). Weight decay is
+    ``lr``, ``momentum`` and ``weight_decay`` (``dampening=0``, no Nesterov), sparse gradients
+    (``nn.Embedding(sparse=True)``) included. Weight decay is
     never applied to the subspaces: the term :math:`\lambda X` it would add to the gradient
     lies in the normal space and is removed by the projection.
 
@@ -320,14 +321,18 @@ class GCRSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             euclidean, grads, buffers = [], [], []
-            for p in group["params"]:
+            for j, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("GCRSGD does not support sparse gradients")
                 if _is_grassmann(p):
+                    if p.grad.is_sparse:
+                        raise RuntimeError(
+                            f"GCRSGD: parameter {j} of param_groups[{index}] (a subspace of "
+                            f"shape {tuple(p.shape)}) has a sparse gradient; the geodesic step "
+                            f"needs a dense one"
+                        )
                     self._subspace_step(p, group)
                 else:
                     euclidean.append(p)
@@ -338,6 +343,7 @@ class GCRSGD(torch.optim.Optimizer):
                     euclidean,
                     grads,
                     buffers,
+                    has_sparse_grad=any(g.is_sparse for g in grads),
                     weight_decay=group["weight_decay"],
                     momentum=group["momentum"],
                     lr=group["lr"],
