@@ -689,7 +689,8 @@ class GrassmannHead(nn.Module):
         error_msgs: list[str],
     ) -> None:
         """Refuse non-orthonormal subspaces (``load_state_dict`` then raises, and this head
-        keeps its subspaces)."""
+        keeps its subspaces); with ``assign=True`` the loaded tensors stay
+        :class:`geoopt.ManifoldParameter` s on this head's manifold."""
         for name, _, m in self._groups:
             value = state_dict.get(prefix + name)
             own = getattr(self, name)
@@ -704,9 +705,21 @@ class GrassmannHead(nn.Module):
                     f"{_OFF_MANIFOLD_ADVICE}"
                 )
                 return
+        manifolds = {
+            name: getattr(getattr(self, name), "manifold", None) for name, _, _ in self._groups
+        }
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        for name, manifold in manifolds.items():
+            loaded = self._parameters.get(name)
+            # load_state_dict(assign=True) (e.g. into a head built on the meta device) wraps
+            # the loaded tensor in a plain nn.Parameter: every optimiser would then step it
+            # as a Euclidean parameter
+            if manifold is not None and not isinstance(loaded, geoopt.ManifoldParameter):
+                self._parameters[name] = geoopt.ManifoldParameter(
+                    loaded.detach(), manifold=manifold, requires_grad=loaded.requires_grad
+                )
 
     def extra_repr(self) -> str:
         if len(self._groups) == 1:

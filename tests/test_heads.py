@@ -653,3 +653,27 @@ def test_load_state_dict_refuses_non_orthonormal_subspaces_and_keeps_the_old_one
     bad["subspaces_k2"] = torch.zeros_like(bad["subspaces_k2"])
     with pytest.raises(RuntimeError, match=r"subspaces_k2 must hold orthonormal bases.*class 1"):
         mixed.load_state_dict(bad)
+
+
+def test_load_state_dict_with_assign_keeps_the_subspaces_on_the_manifold():
+    """A head built on the meta device and filled by load_state_dict(assign=True) (the way
+    large models are materialised) must keep ManifoldParameters: a plain nn.Parameter would be
+    stepped as a Euclidean parameter by GCRSGD and geoopt alike."""
+    from grassmann.optim import GCRSGD
+
+    source = GrassmannHead(8, 4, 3, seed=0)
+    with torch.device("meta"):
+        target = GrassmannHead(8, 4, 3, seed=1)
+    target.load_state_dict(source.state_dict(), assign=True)
+    for (_, _, a), (_, _, b) in zip(
+        target.subspace_groups(), source.subspace_groups(), strict=True
+    ):
+        assert isinstance(a, geoopt.ManifoldParameter) and isinstance(a.manifold, Grassmann)
+        assert a.requires_grad and torch.equal(a, b)
+    opt = GCRSGD(target.parameters(), lr=0.5, momentum=0.9)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(target(x), y).backward()
+        opt.step()
+    assert all(_orth_error(b) < 1e-5 for _, _, b in target.subspace_groups())
