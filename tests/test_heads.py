@@ -677,3 +677,21 @@ def test_load_state_dict_with_assign_keeps_the_subspaces_on_the_manifold():
         F.cross_entropy(target(x), y).backward()
         opt.step()
     assert all(_orth_error(b) < 1e-5 for _, _, b in target.subspace_groups())
+
+
+@pytest.mark.parametrize("how", ["to_empty", "assign"])
+def test_a_head_materialised_from_the_meta_device_puts_the_logits_in_class_order(how):
+    """With a dimension per class the logits are put back in class order by a buffer that the
+    state_dict does not hold; after to_empty() it held uninitialised memory (wrong classes or
+    an index error), after assign=True it stayed on the meta device."""
+    dims = [2, 3, 2, 1, 3]
+    source = GrassmannHead(8, 5, dims, seed=0)
+    with torch.device("meta"):
+        target = GrassmannHead(8, 5, dims, seed=1)
+    if how == "to_empty":
+        target = target.to_empty(device="cpu")
+        target.load_state_dict(source.state_dict())
+    else:
+        target.load_state_dict(source.state_dict(), assign=True)
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)
