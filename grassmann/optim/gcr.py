@@ -78,13 +78,16 @@ def _cos_sinc_of_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     semi-definite ``k x k`` matrices ``(B, k, k)`` (:math:`\operatorname{sinc} t = \sin t / t`).
 
     Both are entire functions of :math:`M` (even in :math:`\sqrt{M}`). On the CPU they are
-    summed as Taylor series in :math:`M` after scaling :math:`M` by :math:`4^{-j}` so that its
-    spectral radius (at most its infinity norm) is at most 1, and the scaling is undone by the
-    double-angle formulas :math:`\cos 2t = 2\cos^2 t - 1`, :math:`\operatorname{sinc} 2t =
-    \operatorname{sinc} t \cos t` applied ``j`` times. The two series share their Horner steps:
-    :math:`[C; S] \leftarrow [C; S] M + [a_i I; b_i I]`, one batched product each. Accurate to a
-    few ulps, and several times cheaper than torch's batched ``eigh`` of small matrices on the
-    CPU, which makes one LAPACK call per matrix. Elsewhere (CUDA's batched ``eigh`` is fast, and
+    summed as Taylor series in :math:`M` after scaling each matrix by its own :math:`4^{-j}` so
+    that its spectral radius (at most its infinity norm) is at most 1, and the scaling is undone
+    by the double-angle formulas :math:`\cos 2t = 2\cos^2 t - 1`, :math:`\operatorname{sinc} 2t
+    = \operatorname{sinc} t \cos t` applied ``j`` times. The two series share their Horner
+    steps: :math:`[C; S] \leftarrow [C; S] M + [a_i I; b_i I]`, one batched product each. Each
+    doubling can multiply the rounding error by 4, hence a scaling per matrix: the absolute
+    error of each result is a small multiple of :math:`u \max(1, \|M\|)` (``u`` the unit
+    roundoff), as for the eigendecomposition, whatever the other matrices of the batch. Several
+    times cheaper than torch's batched ``eigh`` of small matrices on the CPU, which makes one
+    LAPACK call per matrix. Elsewhere (CUDA's batched ``eigh`` is fast, and
     reading ``j`` would synchronise) they come from the eigendecomposition
     :math:`M = V \operatorname{diag}(\sigma^2) V^\top`.
     """
@@ -94,17 +97,24 @@ def _cos_sinc_of_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos_m = _sym_funcm(sigma, vecs, torch.cos)
         return cos_m, _sym_funcm(sigma, vecs, lambda t: torch.sinc(t / math.pi))
     k = m.shape[-1]
-    # the infinity norm bounds the spectral radius (and is at most sqrt(k) times it)
-    bound = float(m.abs().sum(-1).amax()) if m.numel() else 0.0
-    halvings = math.ceil(math.log(bound, 4)) if math.isfinite(bound) and bound > 1.0 else 0
-    scaled = m * 0.25**halvings if halvings else m
+    # Each matrix gets its own scaling: the doublings multiply the rounding error of the
+    # series by up to 4 each, so one large step in the batch must not cost the others
+    # accuracy. The infinity norm bounds the spectral radius (and is at most sqrt(k) times it).
+    bound = m.abs().sum(-1).amax(-1)
+    halvings = torch.where(
+        torch.isfinite(bound) & (bound > 1.0), torch.log(bound).div_(math.log(4.0)).ceil_(), 0.0
+    ).to(torch.int32)
+    most = int(halvings.amax()) if m.numel() else 0
+    scaled = torch.ldexp(m, (-2 * halvings)[:, None, None]) if most else m
     coeffs = _series_coefficients(_SERIES_TERMS[m.dtype], k, m.dtype, torch.device(m.device))
     both = coeffs[-1].expand(m.shape[0], 2 * k, k)
     for c in coeffs[-2::-1]:
         both = torch.baddbmm(c, both, scaled)
-    for _ in range(halvings):
-        both = both @ both[:, :k]  # [C^2; S C]
-        both[:, :k].mul_(2.0).diagonal(dim1=-2, dim2=-1).sub_(1.0)  # 2 C^2 - I
+    uniform = most == 0 or bool((halvings == most).all())
+    for i in range(most):
+        doubled = both @ both[:, :k]  # [C^2; S C]
+        doubled[:, :k].mul_(2.0).diagonal(dim1=-2, dim2=-1).sub_(1.0)  # 2 C^2 - I
+        both = doubled if uniform else torch.where((halvings > i)[:, None, None], doubled, both)
     return both[:, :k], both[:, k:]
 
 
