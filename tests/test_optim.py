@@ -435,3 +435,24 @@ def test_sparse_euclidean_gradients_follow_torch_sgd_and_a_sparse_subspace_gradi
     head.subspaces.grad = torch.ones_like(head.subspaces).to_sparse()
     with pytest.raises(RuntimeError, match=r"parameter 0 of param_groups\[1\].*sparse gradient"):
         opt.step()
+
+
+def test_one_cycle_schedules_the_momentum_of_every_part_when_they_share_its_name():
+    """OneCycleLR looks for "momentum" or "betas" in optimizer.defaults; the combined optimizer
+    had none, so it refused SGD + GCRSGD, whose groups all have "momentum"."""
+    model = _model()
+    split = split_parameters(model)
+    opt = CombinedOptimizer(
+        torch.optim.SGD(split.groups(1e-4, manifold=False), lr=0.1, momentum=0.9),
+        GCRSGD(split.manifold, lr=0.1, momentum=0.9),
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    _train(model, opt, _batches(3), sched)
+    momenta = {g["momentum"] for g in opt.param_groups}
+    assert len(momenta) == 1 and 0.85 < momenta.pop() < 0.95  # cycled, in every part
+    mixed = CombinedOptimizer(
+        torch.optim.AdamW(split.groups(0.05, manifold=False), lr=1e-3),
+        GCRSGD(split.manifold, lr=1e-3, momentum=0.9),
+    )
+    assert "momentum" not in mixed.defaults and "betas" not in mixed.defaults
+    torch.optim.lr_scheduler.OneCycleLR(mixed, max_lr=0.1, total_steps=10, cycle_momentum=False)
