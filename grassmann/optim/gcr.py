@@ -23,8 +23,8 @@ Ordinary (Euclidean) parameters in the same optimiser follow :class:`torch.optim
 
 The kernel below is evaluated on the transposes ``(..., k, n)``, the contiguous orientation of
 the column-major bases of :class:`grassmann.GrassmannHead` (the layout of the official head's
-``nn.Linear`` weight), and works through ``k x k`` Gram matrices. Nothing synchronises with the
-device.
+``nn.Linear`` weight), and works through ``k x k`` Gram matrices. On an accelerator the only
+host synchronisation is the check of the Cholesky factorisation at re-orthonormalisation steps.
 """
 
 from __future__ import annotations
@@ -152,8 +152,9 @@ def gcr_geodesic_step(
 
     Cost: four (five with ``orthonormalize``) batched products over the ``n x k`` entries
     (:math:`B^\top X`, :math:`B^\top B`, :math:`F B^\top`, and :math:`E X^\top` fused into
-    it), ``k x k`` work and a batched ``k x k`` eigendecomposition; no host synchronisation
-    without ``orthonormalize``.
+    it) and ``k x k`` work: the cosine and sinc of the step's Gram matrix (series on the CPU,
+    a batched eigendecomposition elsewhere); no host synchronisation without
+    ``orthonormalize``.
 
     Parameters
     ----------
@@ -277,8 +278,9 @@ class GCRSGD(torch.optim.Optimizer):
     absent while ``momentum == 0``) and, for subspaces, ``"step"`` (the number of steps taken).
 
     Cost per step for ``C`` subspaces of ``Gr(n, k)``: four batched products of
-    :math:`C \cdot 2 n k^2` flops, a batched ``k x k`` eigendecomposition and a few passes over
-    the ``C n k`` entries; the QR of the re-orthonormalisation every ``reorth_every`` steps.
+    :math:`C \cdot 2 n k^2` flops, batched ``k x k`` work (see :func:`gcr_geodesic_step`) and a
+    few passes over the ``C n k`` entries; every ``reorth_every`` steps one more product and a
+    batched ``k x k`` Cholesky factorisation for the QR.
 
     References
     ----------
