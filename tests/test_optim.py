@@ -456,3 +456,22 @@ def test_one_cycle_schedules_the_momentum_of_every_part_when_they_share_its_name
     )
     assert "momentum" not in mixed.defaults and "betas" not in mixed.defaults
     torch.optim.lr_scheduler.OneCycleLR(mixed, max_lr=0.1, total_steps=10, cycle_momentum=False)
+
+
+def test_a_refused_param_group_is_not_kept():
+    """add_param_group used to append the group before checking it: after the error the
+    optimiser held a group with momentum 2 (or a Sphere parameter) and stepped it."""
+    w = nn.Parameter(torch.zeros(2))
+    opt = GCRSGD([w], lr=0.1)
+    extra = nn.Parameter(torch.zeros(3))
+    sphere = geoopt.ManifoldParameter(torch.tensor([1.0, 0.0]), manifold=geoopt.Sphere())
+    for group, error in (
+        ({"params": [extra], "momentum": 2.0}, ValueError),
+        ({"params": [extra], "lr": "fast"}, TypeError),
+        ({"params": [sphere]}, ValueError),
+    ):
+        with pytest.raises(error):
+            opt.add_param_group(group)
+        assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [extra], "momentum": 0.5})  # the parameter is still free
+    assert len(opt.param_groups) == 2

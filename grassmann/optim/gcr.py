@@ -321,9 +321,13 @@ class GCRSGD(torch.optim.Optimizer):
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         group = self.param_groups[index]
-        _check_hyperparameters(group, f"param_groups[{index}]")
-        for j, p in enumerate(group["params"]):
-            _check_manifold(p, f"parameter {j} of param_groups[{index}]")
+        try:
+            _check_hyperparameters(group, f"param_groups[{index}]")
+            for j, p in enumerate(group["params"]):
+                _check_manifold(p, f"parameter {j} of param_groups[{index}]")
+        except (TypeError, ValueError):
+            del self.param_groups[index]  # a refused group must not be stepped later
+            raise
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
