@@ -349,3 +349,31 @@ def test_text_from_the_file_is_bounded_in_messages_and_device_tags_are_checked(t
     for tag in ("cpu", "cuda:0", "cuda:12", "mps", "xla:1"):
         _write_published(path, w, location=tag)
         assert read_tensor_file(path).location == tag
+
+
+def test_half_precision_files_import_renormalised_and_verify(tmp_path, capsys):
+    """float16 / bfloat16 rounding moves a unit row's norm by up to 5e-4 / 4e-3, beyond the
+    1e-4 of the check: such files were read but never imported. They are checked within
+    their precision and renormalised, so that verify accepts the float32 result."""
+    w = _unit_rows(60, 32, seed=3)
+    for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
+        src, out = tmp_path / f"{name}.pt", tmp_path / f"{name}.npy"
+        torch.save(w.to(dtype), src)
+        assert main(["import", str(src), "-o", str(out)]) == 0
+        assert f"(rows renormalised from {name})" in capsys.readouterr().out
+        got = np.load(out)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(got.astype(np.float64), axis=1), 1, atol=1e-6)
+        np.testing.assert_allclose(got, w.numpy(), atol=torch.finfo(dtype).eps)
+        assert json.loads(out.with_suffix(".json").read_text())["source"]["renormalised"] is True
+        assert main(["verify", str(out)]) == 0
+        capsys.readouterr()
+        # rows far from unit are still refused
+        torch.save((1.02 * w).to(dtype), src)
+        with pytest.raises(InvalidContentError, match="rows must be unit vectors"):
+            import_published(src, tmp_path / "far.npy")
+    # float32 files are written as they are, never renormalised
+    _write_published(tmp_path / "eq_32_60.pkl", w)
+    import_published(tmp_path / "eq_32_60.pkl", tmp_path / "f32.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "f32.npy"), w.numpy())
+    assert "renormalised" not in json.loads((tmp_path / "f32.json").read_text())["source"]
