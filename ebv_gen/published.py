@@ -95,8 +95,23 @@ class RefusedPickleError(UnusableFileError):
 # ----------------------------------------------------------------------------------------------
 
 
+class _StateRefused(Exception):
+    """Raised inside the unpickler by :class:`_Built`; :func:`_load` names the file."""
+
+
+class _Built:
+    """What the unpickler builds: a pickle's BUILD opcode (``__reduce__`` with a state) would
+    otherwise overwrite the attributes of the object it follows, frozen or not."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise _StateRefused(
+            f"the file sets the state of a {type(self).__name__.strip('_')} record, which "
+            f"torch never writes: refused (nothing in the file was run)"
+        )
+
+
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Built):
     name: str
     code: str  # numpy type code ("f4" ...) or "bf16"
 
@@ -106,7 +121,7 @@ class _StorageType:
 
 
 @dataclass
-class _Storage:
+class _Storage(_Built):
     key: str
     kind: _StorageType
     location: str
@@ -128,7 +143,7 @@ class _Storage:
 
 
 @dataclass
-class _TensorRef:
+class _TensorRef(_Built):
     storage: _Storage
     offset: int
     size: tuple[int, ...]
@@ -296,6 +311,8 @@ def _load(data: bytes | io.BytesIO, where: str, storages: dict | None = None) ->
         return _Unpickler(data, where, storages).load()
     except UnusableFileError:
         raise
+    except _StateRefused as exc:
+        raise RefusedPickleError(f"{where}: {exc}") from None
     except Exception as exc:  # truncated or corrupt pickle: many exception types, and a
         # MemoryError for a length field that declares more bytes than the machine has
         raise UnusableFileError(f"{where}: not a readable pickle ({_describe(exc)})") from None

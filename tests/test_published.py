@@ -377,3 +377,43 @@ def test_half_precision_files_import_renormalised_and_verify(tmp_path, capsys):
     import_published(tmp_path / "eq_32_60.pkl", tmp_path / "f32.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "f32.npy"), w.numpy())
     assert "renormalised" not in json.loads((tmp_path / "f32.json").read_text())["source"]
+
+
+class _StatefulStorage(_Storage):
+    def __init__(self, blob: bytes, state: dict) -> None:
+        super().__init__(blob)
+        self.state = state
+
+    def __reduce__(self):
+        return (*super().__reduce__(), self.state)
+
+
+class _StatefulTensor(_PublishedTensor):
+    def __init__(self, tensor: torch.Tensor, storage_state=None, tensor_state=None) -> None:
+        super().__init__(tensor)
+        self.storage_state, self.tensor_state = storage_state, tensor_state
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        if self.storage_state is not None:
+            args = (_StatefulStorage(args[0].blob, self.storage_state), *args[1:])
+        return (rebuild, args) if self.tensor_state is None else (rebuild, args, self.tensor_state)
+
+
+def test_a_pickle_cannot_overwrite_the_records_it_builds(tmp_path, capsys):
+    """BUILD (a __reduce__ with a state) after an allowed call used to overwrite the fields
+    of the record it returned: a storage's data or a tensor's storage set to an int gave an
+    AttributeError traceback, its element count changed silently."""
+    w = _unit_rows(4, 3)
+    for storage_state, tensor_state in (
+        ({"data": 5}, None),
+        ({"numel": 10**12}, None),
+        (None, {"storage": 3}),
+        (None, {"size": "abc"}),
+    ):
+        path = tmp_path / "eq_3_4.pkl"
+        path.write_bytes(pickle.dumps(_StatefulTensor(w, storage_state, tensor_state), 4))
+        assert main(["import", str(path), "-o", str(tmp_path / "o.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sets the state of a" in err and "eq_3_4.pkl" in err
+        assert not (tmp_path / "o.npy").exists()
