@@ -34,7 +34,9 @@ import math
 import os
 import pickle
 import re
+import reprlib
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,22 @@ _FLOAT_STORAGES = {
 }
 _STORAGE_MODULES = ("torch", "torch.cuda")
 
+#: Device tags a storage may carry (``cpu``, ``cuda:0``, ``mps`` ...).
+_LOCATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,15}(:[0-9]{1,4})?")
+
+_REPR = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxtuple = _REPR.maxlist = 6
+_REPR.maxlevel = 2
+#: Every value that comes from the file is shown through this: bounded, on one line.
+_short = _REPR.repr
+
+
+def _name(text: str) -> str:
+    """A global's name from the file as it reads (``os.system``), or bounded and quoted when
+    it is long or holds unprintable characters."""
+    return text if len(text) <= 80 and text.isprintable() else _short(text)
+
 
 class RefusedPickleError(UnusableFileError):
     """The pickle names something other than a tensor and its storage (it is refused before
@@ -77,8 +95,23 @@ class RefusedPickleError(UnusableFileError):
 # ----------------------------------------------------------------------------------------------
 
 
+class _StateRefused(Exception):
+    """Raised inside the unpickler by :class:`_Built`; :func:`_load` names the file."""
+
+
+class _Built:
+    """What the unpickler builds: a pickle's BUILD opcode (``__reduce__`` with a state) would
+    otherwise overwrite the attributes of the object it follows, frozen or not."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise _StateRefused(
+            f"the file sets the state of a {type(self).__name__.strip('_')} record, which "
+            f"torch never writes: refused (nothing in the file was run)"
+        )
+
+
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Built):
     name: str
     code: str  # numpy type code ("f4" ...) or "bf16"
 
@@ -88,7 +121,7 @@ class _StorageType:
 
 
 @dataclass
-class _Storage:
+class _Storage(_Built):
     key: str
     kind: _StorageType
     location: str
@@ -98,7 +131,7 @@ class _Storage:
     def fill(self, raw: bytes, little_endian: bool, where: str) -> None:
         if len(raw) != self.numel * self.kind.itemsize:
             raise UnusableFileError(
-                f"{where}: storage {self.key!r} holds {len(raw)} bytes, expected "
+                f"{where}: storage {_short(self.key)} holds {len(raw)} bytes, expected "
                 f"{self.numel} x {self.kind.itemsize} (truncated or corrupt file)"
             )
         order = "<" if little_endian else ">"
@@ -110,7 +143,7 @@ class _Storage:
 
 
 @dataclass
-class _TensorRef:
+class _TensorRef(_Built):
     storage: _Storage
     offset: int
     size: tuple[int, ...]
@@ -120,17 +153,31 @@ class _TensorRef:
         data = self.storage.data
         if data is None:
             raise UnusableFileError(
-                f"{where}: the bytes of storage {self.storage.key!r} are missing"
+                f"{where}: the bytes of storage {_short(self.storage.key)} are missing"
             )
         if self.offset < 0 or min(self.size, default=0) < 0 or min(self.stride, default=0) < 0:
             raise UnusableFileError(f"{where}: negative tensor offset, size or stride")
-        if math.prod(self.size) == 0:
-            return np.zeros(self.size, dtype=data.dtype)
+        numel = math.prod(self.size)
+        if numel > data.size:
+            # only overlapping views (stride 0: expand) read more elements than they store;
+            # refused, so that the memory used is bounded by the bytes in the file
+            raise UnusableFileError(
+                f"{where}: the tensor of size {_short(self.size)} reads {numel} elements from a "
+                f"storage of {data.size} (an expanded or overlapping view): only tensors "
+                f"that store each of their elements are accepted"
+            )
+        if numel == 0:
+            try:
+                return np.zeros(self.size, dtype=data.dtype)
+            except ValueError:  # numpy refuses dimensions whose product overflows its sizes
+                raise UnusableFileError(
+                    f"{where}: the empty tensor has an impossible size {_short(self.size)}"
+                ) from None
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if last >= data.size:
             raise UnusableFileError(
-                f"{where}: the tensor (offset {self.offset}, size {self.size}, stride "
-                f"{self.stride}) reaches beyond its storage of {data.size} elements"
+                f"{where}: the tensor (offset {self.offset}, size {_short(self.size)}, stride "
+                f"{_short(self.stride)}) reaches beyond its storage of {data.size} elements"
             )
         view = np.lib.stride_tricks.as_strided(
             data[self.offset :],
@@ -143,7 +190,9 @@ class _TensorRef:
 
 def _ints(value: Any, what: str, where: str) -> tuple[int, ...]:
     if not isinstance(value, tuple) or not all(type(v) is int for v in value):
-        raise UnusableFileError(f"{where}: tensor {what} must be a tuple of ints, got {value!r}")
+        raise UnusableFileError(
+            f"{where}: tensor {what} must be a tuple of ints, got {_short(value)}"
+        )
     return value
 
 
@@ -168,17 +217,17 @@ class _Unpickler(pickle.Unpickler):
             return builder
         if module in _STORAGE_MODULES and name.endswith("Storage"):
             raise RefusedPickleError(
-                f"{self.where}: holds a {name}: class vectors must be floating point "
+                f"{self.where}: holds a {_name(name)}: class vectors must be floating point "
                 f"({', '.join(_FLOAT_STORAGES)})"
             )
         raise RefusedPickleError(
-            f"{self.where}: refused to load the global {module}.{name}: only a torch tensor and "
-            f"its storage are accepted (nothing in the file was run)"
+            f"{self.where}: refused to load the global {_name(module + '.' + name)}: only a "
+            f"torch tensor and its storage are accepted (nothing in the file was run)"
         )
 
     def persistent_load(self, pid: Any) -> _Storage:
         if self.storages is None:
-            raise RefusedPickleError(f"{self.where}: unexpected persistent id {pid!r}")
+            raise RefusedPickleError(f"{self.where}: unexpected persistent id {_short(pid)}")
         # zip layout: ('storage', type, key, location, numel); legacy layout: the same and a
         # view description, None unless the storage is a view (pre-1.0 torch, not supported)
         if isinstance(pid, tuple) and len(pid) == 6 and pid[5] is None:
@@ -193,12 +242,14 @@ class _Unpickler(pickle.Unpickler):
             or type(pid[4]) is not int
             or pid[4] < 0
         ):
-            raise UnusableFileError(f"{self.where}: not a torch storage id: {pid!r}")
+            raise UnusableFileError(f"{self.where}: not a torch storage id: {_short(pid)}")
         _, kind, key, location, numel = pid
+        if _LOCATION.fullmatch(location) is None:
+            raise UnusableFileError(f"{self.where}: not a device tag: {_short(location)}")
         storage = self.storages.setdefault(key, _Storage(key, kind, location, numel))
         if (storage.kind, storage.numel) != (kind, numel):
             raise UnusableFileError(
-                f"{self.where}: storage {key!r} is described twice, differently"
+                f"{self.where}: storage {_short(key)} is described twice, differently"
             )
         return storage
 
@@ -234,6 +285,14 @@ class _Unpickler(pickle.Unpickler):
         return data
 
     def _load_from_bytes(self, blob: Any) -> _Storage:
+        if self.storages is not None:
+            # torch writes this record only in a plain pickle of a tensor, never inside the
+            # torch.save stream that it holds; nesting would let a file make the reader keep
+            # one copy of its bytes per level
+            raise RefusedPickleError(
+                f"{self.where}: a storage record inside a storage record or a torch.save "
+                f"stream (torch never writes one)"
+            )
         if not isinstance(blob, bytes):
             raise UnusableFileError(f"{self.where}: malformed storage record")
         storage = _read_legacy(io.BytesIO(blob), self.where)
@@ -250,12 +309,19 @@ class _Unpickler(pickle.Unpickler):
 def _load(data: bytes | io.BytesIO, where: str, storages: dict | None = None) -> Any:
     try:
         return _Unpickler(data, where, storages).load()
-    except (UnusableFileError, MemoryError):
+    except UnusableFileError:
         raise
-    except Exception as exc:  # truncated or corrupt pickle: many exception types
-        raise UnusableFileError(
-            f"{where}: not a readable pickle ({type(exc).__name__}: {exc})"
-        ) from None
+    except _StateRefused as exc:
+        raise RefusedPickleError(f"{where}: {exc}") from None
+    except Exception as exc:  # truncated or corrupt pickle: many exception types, and a
+        # MemoryError for a length field that declares more bytes than the machine has
+        raise UnusableFileError(f"{where}: not a readable pickle ({_describe(exc)})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception, on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _read_legacy(stream: io.BytesIO, where: str, first: Any = None) -> Any:
@@ -274,38 +340,59 @@ def _read_legacy(stream: io.BytesIO, where: str, first: Any = None) -> Any:
         storage = storages[key]
         head = stream.read(8)
         if len(head) != 8:
-            raise UnusableFileError(f"{where}: truncated storage {key!r}")
+            raise UnusableFileError(f"{where}: truncated storage {_short(key)}")
         numel = int.from_bytes(head, "little" if little else "big", signed=True)
         if numel != storage.numel:
             raise UnusableFileError(
-                f"{where}: storage {key!r} says {numel} elements, its record {storage.numel}"
+                f"{where}: storage {_short(key)} says {numel} elements, its record {storage.numel}"
             )
         storage.fill(stream.read(numel * storage.kind.itemsize), little, where)
     return result
 
 
 def _read_zip(path: Path, where: str) -> Any:
-    with zipfile.ZipFile(path) as archive:
-        pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-        if len(pkl) != 1:
-            raise UnusableFileError(f"{where}: a zip archive without one data.pkl (not torch.save)")
-        prefix = pkl[0][: -len("data.pkl")]
-        names = set(archive.namelist())
-        order = prefix + "byteorder"
-        little = archive.read(order).strip() != b"big" if order in names else True
-        storages: dict[str, _Storage] = {}
-        result = _load(archive.read(pkl[0]), where, storages)
-        for key, storage in storages.items():
-            name = f"{prefix}data/{key}"
-            if name not in names:
-                raise UnusableFileError(f"{where}: storage {key!r} is missing from the archive")
-            expected = storage.numel * storage.kind.itemsize
-            if archive.getinfo(name).file_size != expected:
-                raise UnusableFileError(
-                    f"{where}: storage {key!r} holds {archive.getinfo(name).file_size} bytes, "
-                    f"expected {expected}"
-                )
-            storage.fill(archive.read(name), little, where)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_archive(archive, where)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # truncated (no central directory), a bad CRC, an encrypted or oddly compressed member
+        raise UnusableFileError(
+            f"{where}: not a readable torch.save archive ({_describe(exc)})"
+        ) from None
+
+
+def _read_archive(archive: zipfile.ZipFile, where: str) -> Any:
+    pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pkl) != 1:
+        raise UnusableFileError(f"{where}: a zip archive without one data.pkl (not torch.save)")
+    prefix = pkl[0][: -len("data.pkl")]
+    names = set(archive.namelist())
+
+    def read(name: str) -> bytes:
+        # torch.save stores its members uncompressed, so a member's bytes are bounded by the
+        # file's; a compressed one could declare gigabytes in a few kilobytes
+        if archive.getinfo(name).compress_type != zipfile.ZIP_STORED:
+            raise UnusableFileError(
+                f"{where}: member {_short(name)} of the archive is compressed (torch.save stores "
+                f"its members uncompressed)"
+            )
+        return archive.read(name)
+
+    order = prefix + "byteorder"
+    little = read(order).strip() != b"big" if order in names else True
+    storages: dict[str, _Storage] = {}
+    result = _load(read(pkl[0]), where, storages)
+    for key, storage in storages.items():
+        name = f"{prefix}data/{key}"
+        if name not in names:
+            raise UnusableFileError(f"{where}: storage {_short(key)} is missing from the archive")
+        expected = storage.numel * storage.kind.itemsize
+        if archive.getinfo(name).file_size != expected:
+            raise UnusableFileError(
+                f"{where}: storage {_short(key)} holds {archive.getinfo(name).file_size} bytes, "
+                f"expected {expected}"
+            )
+        storage.fill(read(name), little, where)
     return result
 
 
@@ -374,6 +461,10 @@ def read_tensor_file(path: str | os.PathLike) -> PublishedMatrix:
 
 _PUBLISHED_NAME = re.compile(r"eq_(\d+)_(\d+)$")
 
+#: Machine epsilon of the half-precision storages: twice the largest change of a unit row's
+#: norm that their rounding makes.
+_HALF_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
+
 
 def import_published(
     path: str | os.PathLike, output: str | os.PathLike, *, atol: float = 1e-4
@@ -381,7 +472,12 @@ def import_published(
     """Convert a published EBV file into a checked ``output`` (``.npy``, float32) + ``.json``.
 
     The matrix must be 2-D ``(N, d)``, finite, with unit rows within ``atol`` (the published
-    generator normalises its rows before saving). The JSON report holds what ``ebv-gen
+    generator normalises its rows before saving). A half-precision file (float16, bfloat16)
+    cannot hold unit rows that closely: its rounding alone moves a norm by up to half its
+    machine epsilon (5e-4, 4e-3). Its rows are checked within that epsilon instead, then
+    renormalised in float64 before the float32 file is written (``"renormalised": true`` in
+    the source record), so that ``ebv-gen verify`` accepts the result. The JSON report holds
+    what ``ebv-gen
     generate`` writes (``num``, ``dim``, ``mode``, ``coherence`` in float64 of the float32
     file, ``lower_bound``, ``gap``, ``ratio``, ``method="import"``) and the source (file name,
     sha256, layout, dtype, device tag, and whether the name ``eq_{d}_{N}`` agrees with the
@@ -410,8 +506,14 @@ def import_published(
             f"{where}: holds a tensor of shape {matrix.array.shape}, expected a non-empty 2-D "
             f"(N, d) matrix of class vectors"
         )
-    vectors = torch.from_numpy(matrix.array.astype(np.float32))
-    validate_vectors(torch.from_numpy(matrix.array), name=f"vectors in {where}", atol=atol)
+    half_eps = _HALF_EPS.get(matrix.dtype)
+    tol = atol if half_eps is None else max(atol, half_eps)
+    validate_vectors(torch.from_numpy(matrix.array), name=f"vectors in {where}", atol=tol)
+    values = matrix.array
+    if half_eps is not None:
+        wide = values.astype(np.float64)
+        values = wide / np.linalg.norm(wide, axis=1, keepdims=True)
+    vectors = torch.from_numpy(values.astype(np.float32))
     num, dim = (int(v) for v in vectors.shape)
     report: dict[str, Any] = {"num": num, "dim": dim, "mode": "lines"}
     if num >= 2:
@@ -428,6 +530,8 @@ def import_published(
         "dtype": matrix.dtype,
         "location": matrix.location,
     }
+    if half_eps is not None:
+        source["renormalised"] = True
     named = _PUBLISHED_NAME.match(src.stem)
     if named is not None:
         source["name_agrees"] = (int(named.group(1)), int(named.group(2))) == (dim, num)
@@ -448,6 +552,8 @@ def summary(report: dict[str, Any], output: str | os.PathLike) -> str:
             f", coherence {report['coherence']:.6f} (float64), bound {report['lower_bound']:.6f}"
             f" ({report['lower_bound_name']}), gap {report['gap']:.2e}"
         )
+    if src.get("renormalised"):
+        head += f" (rows renormalised from {src['dtype']})"
     if src.get("name_agrees") is False:
         head += f"; note: the name eq_{{d}}_{{N}} does not match d = {report['dim']}"
     return f"{head}  -> {output}"

@@ -507,13 +507,11 @@ class GrassmannHead(nn.Module):
                 self.register_parameter(name, geoopt.ManifoldParameter(b, manifold=manifold))
             else:
                 self.register_buffer(name, b)
-        order = [i for _, _, m in self._groups for i in m]
         self._class_order: torch.Tensor | None
-        if order == sorted(order):
+        inverse = self._inverse_order()
+        if inverse is None:
             self._class_order = None
-        else:  # logits come out grouped by dimension; this puts them back in class order
-            inverse = torch.empty(len(order), dtype=torch.long)
-            inverse[torch.tensor(order)] = torch.arange(len(order))
+        else:
             self.register_buffer("_class_order", inverse.to(device), persistent=False)
         self.retraction = manifold.retraction
         if isinstance(init, str) and init == "random":
@@ -527,6 +525,16 @@ class GrassmannHead(nn.Module):
         self._warned_off_manifold = False
 
     # -- construction ---------------------------------------------------------------------
+
+    def _inverse_order(self) -> torch.Tensor | None:
+        """The permutation that puts the logits (grouped by dimension) back in class order, on
+        the CPU; ``None`` when the groups are already in class order."""
+        order = [i for _, _, m in self._groups for i in m]
+        if order == sorted(order):
+            return None
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return inverse
 
     @property
     def expected_shape(self) -> tuple[int, int, int]:
@@ -689,7 +697,10 @@ class GrassmannHead(nn.Module):
         error_msgs: list[str],
     ) -> None:
         """Refuse non-orthonormal subspaces (``load_state_dict`` then raises, and this head
-        keeps its subspaces)."""
+        keeps its subspaces); with ``assign=True`` the loaded tensors stay
+        :class:`geoopt.ManifoldParameter` s on this head's manifold, and the class order of
+        the logits is rebuilt on their device (a head built on the meta device or moved by
+        ``to_empty`` has none)."""
         for name, _, m in self._groups:
             value = state_dict.get(prefix + name)
             own = getattr(self, name)
@@ -704,9 +715,26 @@ class GrassmannHead(nn.Module):
                     f"{_OFF_MANIFOLD_ADVICE}"
                 )
                 return
+        manifolds = {
+            name: getattr(getattr(self, name), "manifold", None) for name, _, _ in self._groups
+        }
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        for name, manifold in manifolds.items():
+            loaded = self._parameters.get(name)
+            # load_state_dict(assign=True) (e.g. into a head built on the meta device) wraps
+            # the loaded tensor in a plain nn.Parameter: every optimiser would then step it
+            # as a Euclidean parameter
+            if manifold is not None and not isinstance(loaded, geoopt.ManifoldParameter):
+                self._parameters[name] = geoopt.ManifoldParameter(
+                    loaded.detach(), manifold=manifold, requires_grad=loaded.requires_grad
+                )
+        if self._class_order is not None:
+            # not in the state_dict (it follows from subspace_dims): rebuilt here, since after
+            # to_empty() or on the meta device it holds no values
+            device = getattr(self, self._groups[0][0]).device
+            self._class_order = self._inverse_order().to(device)
 
     def extra_repr(self) -> str:
         if len(self._groups) == 1:

@@ -653,3 +653,45 @@ def test_load_state_dict_refuses_non_orthonormal_subspaces_and_keeps_the_old_one
     bad["subspaces_k2"] = torch.zeros_like(bad["subspaces_k2"])
     with pytest.raises(RuntimeError, match=r"subspaces_k2 must hold orthonormal bases.*class 1"):
         mixed.load_state_dict(bad)
+
+
+def test_load_state_dict_with_assign_keeps_the_subspaces_on_the_manifold():
+    """A head built on the meta device and filled by load_state_dict(assign=True) (the way
+    large models are materialised) must keep ManifoldParameters: a plain nn.Parameter would be
+    stepped as a Euclidean parameter by GCRSGD and geoopt alike."""
+    from grassmann.optim import GCRSGD
+
+    source = GrassmannHead(8, 4, 3, seed=0)
+    with torch.device("meta"):
+        target = GrassmannHead(8, 4, 3, seed=1)
+    target.load_state_dict(source.state_dict(), assign=True)
+    for (_, _, a), (_, _, b) in zip(
+        target.subspace_groups(), source.subspace_groups(), strict=True
+    ):
+        assert isinstance(a, geoopt.ManifoldParameter) and isinstance(a.manifold, Grassmann)
+        assert a.requires_grad and torch.equal(a, b)
+    opt = GCRSGD(target.parameters(), lr=0.5, momentum=0.9)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(target(x), y).backward()
+        opt.step()
+    assert all(_orth_error(b) < 1e-5 for _, _, b in target.subspace_groups())
+
+
+@pytest.mark.parametrize("how", ["to_empty", "assign"])
+def test_a_head_materialised_from_the_meta_device_puts_the_logits_in_class_order(how):
+    """With a dimension per class the logits are put back in class order by a buffer that the
+    state_dict does not hold; after to_empty() it held uninitialised memory (wrong classes or
+    an index error), after assign=True it stayed on the meta device."""
+    dims = [2, 3, 2, 1, 3]
+    source = GrassmannHead(8, 5, dims, seed=0)
+    with torch.device("meta"):
+        target = GrassmannHead(8, 5, dims, seed=1)
+    if how == "to_empty":
+        target = target.to_empty(device="cpu")
+        target.load_state_dict(source.state_dict())
+    else:
+        target.load_state_dict(source.state_dict(), assign=True)
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)

@@ -379,23 +379,99 @@ def test_group_and_argument_errors_name_the_argument():
         split_parameters([head.subspaces])
 
 
-def test_the_series_for_cos_and_sinc_of_sqrt_matches_the_eigendecomposition(device):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_series_for_cos_and_sinc_of_sqrt_is_accurate_for_every_matrix_of_a_batch(device, dtype):
     """The k x k functions (on the CPU: Taylor series with scaling and squaring; on CUDA: the
-    eigendecomposition) against cos and sin of the singular values computed on the CPU, for
-    steps from 1e-8 to 20 rad, in float64."""
+    eigendecomposition) for steps from 1e-8 to 20 rad in one batch, against mpmath at 40
+    digits on matrices across the range. Each must be accurate to a few units of
+    u max(1, ||M||): a batch-wide scaling made the smallest steps as inaccurate as the largest
+    (2000 u in float64). float64's own eigh is off by up to ~7 u here, hence mpmath."""
     import math
 
+    mpmath = pytest.importorskip("mpmath")
     from grassmann.optim.gcr import _cos_sinc_of_sqrt
 
     gen = torch.Generator().manual_seed(4)
     a = torch.randn(300, 6, 6, dtype=torch.float64, generator=gen)
     m = a @ a.mT
     radius = torch.logspace(-16, math.log10(400.0), 300, dtype=torch.float64)  # angle^2
-    m = m / torch.linalg.matrix_norm(m, ord=2)[:, None, None] * radius[:, None, None]
-    cos_m, sinc_m = (t.cpu() for t in _cos_sinc_of_sqrt(m.to(device)))
-    lam, vecs = torch.linalg.eigh(m)
-    sigma = lam.clamp_min(0).sqrt()
-    want_cos = (vecs * sigma.cos().unsqueeze(-2)) @ vecs.mT
-    want_sinc = (vecs * torch.sinc(sigma / math.pi).unsqueeze(-2)) @ vecs.mT
-    torch.testing.assert_close(cos_m, want_cos, rtol=0, atol=5e-13)
-    torch.testing.assert_close(sinc_m, want_sinc, rtol=0, atol=5e-13)
+    m = (m / torch.linalg.matrix_norm(m, ord=2)[:, None, None] * radius[:, None, None]).to(dtype)
+    cos_m, sinc_m = (t.cpu().double() for t in _cos_sinc_of_sqrt(m.to(device)))
+    unit = torch.finfo(dtype).eps / 2
+    with mpmath.workdps(40):
+        for i in range(0, 300, 23):
+            lam, vecs = mpmath.eigsy(mpmath.matrix(m[i].double().tolist()))
+            sigma = [mpmath.sqrt(max(v, 0)) for v in lam]
+            for got, f in (
+                (cos_m[i], mpmath.cos),
+                (sinc_m[i], lambda t: mpmath.sin(t) / t if t else mpmath.mpf(1)),
+            ):
+                want = vecs * mpmath.diag([f(t) for t in sigma]) * vecs.T
+                err = max(abs(float(got[r, c]) - want[r, c]) for r in range(6) for c in range(6))
+                assert err <= 16 * unit * max(1.0, float(radius[i])), (i, float(radius[i]), err)
+
+
+def test_sparse_euclidean_gradients_follow_torch_sgd_and_a_sparse_subspace_gradient_is_named():
+    """torch.optim.SGD takes the sparse gradients of nn.Embedding(sparse=True); so must the
+    Euclidean side of GCRSGD, which promises to be torch's SGD there."""
+    torch.manual_seed(0)
+    embs = [nn.Embedding(20, 6, sparse=True) for _ in range(2)]
+    embs[1].load_state_dict(embs[0].state_dict())
+    opts = [
+        GCRSGD(embs[0].parameters(), lr=0.1, momentum=0.9),
+        torch.optim.SGD(embs[1].parameters(), lr=0.1, momentum=0.9),
+    ]
+    for step in range(3):
+        idx = torch.tensor([step, 3, 7 + step])
+        for emb, opt in zip(embs, opts, strict=True):
+            opt.zero_grad()
+            emb(idx).square().sum().backward()
+            opt.step()
+    assert torch.equal(embs[0].weight, embs[1].weight)
+    head = GrassmannHead(8, 3, 2, seed=0)
+    opt = GCRSGD(
+        [{"params": [nn.Parameter(torch.zeros(1))]}, {"params": head.parameters()}], lr=0.1
+    )
+    head.subspaces.grad = torch.ones_like(head.subspaces).to_sparse()
+    with pytest.raises(RuntimeError, match=r"parameter 0 of param_groups\[1\].*sparse gradient"):
+        opt.step()
+
+
+def test_one_cycle_schedules_the_momentum_of_every_part_when_they_share_its_name():
+    """OneCycleLR looks for "momentum" or "betas" in optimizer.defaults; the combined optimizer
+    had none, so it refused SGD + GCRSGD, whose groups all have "momentum"."""
+    model = _model()
+    split = split_parameters(model)
+    opt = CombinedOptimizer(
+        torch.optim.SGD(split.groups(1e-4, manifold=False), lr=0.1, momentum=0.9),
+        GCRSGD(split.manifold, lr=0.1, momentum=0.9),
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    _train(model, opt, _batches(3), sched)
+    momenta = {g["momentum"] for g in opt.param_groups}
+    assert len(momenta) == 1 and 0.85 < momenta.pop() < 0.95  # cycled, in every part
+    mixed = CombinedOptimizer(
+        torch.optim.AdamW(split.groups(0.05, manifold=False), lr=1e-3),
+        GCRSGD(split.manifold, lr=1e-3, momentum=0.9),
+    )
+    assert "momentum" not in mixed.defaults and "betas" not in mixed.defaults
+    torch.optim.lr_scheduler.OneCycleLR(mixed, max_lr=0.1, total_steps=10, cycle_momentum=False)
+
+
+def test_a_refused_param_group_is_not_kept():
+    """add_param_group used to append the group before checking it: after the error the
+    optimiser held a group with momentum 2 (or a Sphere parameter) and stepped it."""
+    w = nn.Parameter(torch.zeros(2))
+    opt = GCRSGD([w], lr=0.1)
+    extra = nn.Parameter(torch.zeros(3))
+    sphere = geoopt.ManifoldParameter(torch.tensor([1.0, 0.0]), manifold=geoopt.Sphere())
+    for group, error in (
+        ({"params": [extra], "momentum": 2.0}, ValueError),
+        ({"params": [extra], "lr": "fast"}, TypeError),
+        ({"params": [sphere]}, ValueError),
+    ):
+        with pytest.raises(error):
+            opt.add_param_group(group)
+        assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [extra], "momentum": 0.5})  # the parameter is still free
+    assert len(opt.param_groups) == 2

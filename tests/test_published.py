@@ -211,3 +211,209 @@ def test_bad_content_and_bad_files_give_one_line_and_exit_2(tmp_path, capsys):
     renamed.write_bytes(good.read_bytes())
     assert main(["import", str(renamed), "-o", str(tmp_path / "r.npy")]) == 0
     assert "does not match" in capsys.readouterr().out
+
+
+class _Expanded:
+    """A tensor record that declares a ``size`` far beyond its one-element storage (stride 0:
+    every element is the same float), as ``torch.Tensor.expand`` would save it."""
+
+    def __init__(self, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.size, self.stride = size, stride
+
+    def __reduce__(self):
+        storage = _Storage(_legacy_storage_blob(torch.ones(1), "cuda:0"))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (storage, 0, self.size, self.stride, False, OrderedDict()),
+        )
+
+
+def test_a_tensor_larger_than_its_storage_is_refused_before_anything_is_allocated(tmp_path):
+    """A 100-byte file must not make the import allocate gigabytes: (20000, 20000) with stride 0
+    used to be materialised (1.6 GB, then float64 copies) before the unit-row check failed."""
+    path = tmp_path / "expanded.pkl"
+    path.write_bytes(pickle.dumps(_Expanded((2000, 2000), (0, 0)), protocol=4))
+    with pytest.raises(UnusableFileError, match="4000000 elements from a storage of 1"):
+        read_tensor_file(path)
+    # an empty tensor with an absurd dimension: a clean message, not numpy's "array is too big"
+    path.write_bytes(pickle.dumps(_Expanded((0, 2**62), (1, 1)), protocol=4))
+    with pytest.raises(UnusableFileError, match=r"expanded.pkl.*impossible size"):
+        read_tensor_file(path)
+    # an ordinary empty tensor still reads (and is refused by the import for being empty)
+    torch.save(torch.empty(0, 5), tmp_path / "empty.pt")
+    assert read_tensor_file(tmp_path / "empty.pt").array.shape == (0, 5)
+
+
+def test_a_truncated_or_corrupt_archive_and_absurd_lengths_give_one_line(tmp_path, capsys):
+    archive = tmp_path / "w.pt"
+    torch.save(_unit_rows(50, 8), archive)
+    blob = archive.read_bytes()
+    storage_at = blob.index(b"data/0") + 100  # inside the storage bytes of the archive
+    corrupt = blob[:storage_at] + bytes(16) + blob[storage_at + 16 :]
+    huge_bytes = b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"abc"  # BINBYTES8
+    for name, data, match in (
+        ("truncated.pt", blob[: len(blob) // 2], "not a readable torch.save archive"),
+        ("corrupt.pt", corrupt, "not a readable torch.save archive"),
+        ("huge.pkl", huge_bytes, "not a readable pickle"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        assert main(["import", str(tmp_path / name), "-o", str(tmp_path / "o.npy")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("ebv-gen: error: "), err
+        assert name in err and match in err, err
+
+    # a compressed member (torch.save never compresses) could declare gigabytes in kilobytes
+    with zipfile.ZipFile(archive) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    with pytest.raises(UnusableFileError, match="is compressed"):
+        read_tensor_file(tmp_path / "deflated.pt")
+
+
+class _NestedStorage:
+    """A storage record whose legacy blob holds another storage record instead of a storage."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def __reduce__(self):
+        if self.depth == 0:
+            return _Storage(_legacy_storage_blob(torch.ones(1), "cpu")).__reduce__()
+        inner = io.BytesIO()
+        pickler = pickle.Pickler(inner, protocol=4)
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickler.dump(obj)
+        pickler.dump(_NestedStorage(self.depth - 1))
+        pickler.dump([])  # no storage keys
+        return (torch.storage._load_from_bytes, (inner.getvalue(),))
+
+
+def test_storage_records_nest_only_at_the_top_level_of_a_plain_pickle(tmp_path):
+    """torch writes ``_load_from_bytes`` only in ``pickle.dump`` of a tensor, never inside the
+    legacy stream it holds; nesting would let a file make the reader hold one copy of its bytes
+    per level."""
+
+    class Record:
+        def __reduce__(self):
+            return (
+                torch._utils._rebuild_tensor_v2,
+                (_NestedStorage(1), 0, (1,), (1,), False, OrderedDict()),
+            )
+
+    path = tmp_path / "nested.pkl"
+    path.write_bytes(pickle.dumps(Record(), protocol=4))
+    with pytest.raises(RefusedPickleError, match="storage record inside a storage record"):
+        read_tensor_file(path)
+
+
+def test_text_from_the_file_is_bounded_in_messages_and_device_tags_are_checked(tmp_path, capsys):
+    """Names, keys and tags come from the file: a megabyte key must not become a megabyte
+    error line, and a device tag with a newline or escape codes must not reach the summary."""
+
+    class Pickler(pickle.Pickler):
+        def __init__(self, file, pid):
+            super().__init__(file, protocol=4)
+            self.pid = pid
+
+        def persistent_id(self, obj):
+            return self.pid if isinstance(obj, _Marker) else None
+
+    class _Marker:
+        pass
+
+    for pid, match in (
+        (("storage", "x" * 10**6, "0", "cpu", 1), "not a torch storage id: "),
+        ((["storage"] * 10**5,), "not a torch storage id: "),
+    ):
+        archive = tmp_path / "a.pt"
+        torch.save(_unit_rows(2, 2), archive)
+        with zipfile.ZipFile(archive) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        data = io.BytesIO()
+        Pickler(data, pid).dump(_Marker())
+        members[next(n for n in members if n.endswith("data.pkl"))] = data.getvalue()
+        with zipfile.ZipFile(archive, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, b)
+        assert main(["import", str(archive), "-o", str(tmp_path / "o.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err and len(err) < 400, err[:300]
+    # a real storage type with a bad tag: built by rewriting the tag of a published file
+    w = _unit_rows(4, 3)
+    path = tmp_path / "tag.pkl"
+    _write_published(path, w, location="cuda:0\x1b[2J")
+    with pytest.raises(UnusableFileError, match=r"not a device tag: 'cuda:0\\x1b\[2J'"):
+        read_tensor_file(path)
+    for tag in ("cpu", "cuda:0", "cuda:12", "mps", "xla:1"):
+        _write_published(path, w, location=tag)
+        assert read_tensor_file(path).location == tag
+
+
+def test_half_precision_files_import_renormalised_and_verify(tmp_path, capsys):
+    """float16 / bfloat16 rounding moves a unit row's norm by up to 5e-4 / 4e-3, beyond the
+    1e-4 of the check: such files were read but never imported. They are checked within
+    their precision and renormalised, so that verify accepts the float32 result."""
+    w = _unit_rows(60, 32, seed=3)
+    for dtype, name in ((torch.float16, "float16"), (torch.bfloat16, "bfloat16")):
+        src, out = tmp_path / f"{name}.pt", tmp_path / f"{name}.npy"
+        torch.save(w.to(dtype), src)
+        assert main(["import", str(src), "-o", str(out)]) == 0
+        assert f"(rows renormalised from {name})" in capsys.readouterr().out
+        got = np.load(out)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(got.astype(np.float64), axis=1), 1, atol=1e-6)
+        np.testing.assert_allclose(got, w.numpy(), atol=torch.finfo(dtype).eps)
+        assert json.loads(out.with_suffix(".json").read_text())["source"]["renormalised"] is True
+        assert main(["verify", str(out)]) == 0
+        capsys.readouterr()
+        # rows far from unit are still refused
+        torch.save((1.02 * w).to(dtype), src)
+        with pytest.raises(InvalidContentError, match="rows must be unit vectors"):
+            import_published(src, tmp_path / "far.npy")
+    # float32 files are written as they are, never renormalised
+    _write_published(tmp_path / "eq_32_60.pkl", w)
+    import_published(tmp_path / "eq_32_60.pkl", tmp_path / "f32.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "f32.npy"), w.numpy())
+    assert "renormalised" not in json.loads((tmp_path / "f32.json").read_text())["source"]
+
+
+class _StatefulStorage(_Storage):
+    def __init__(self, blob: bytes, state: dict) -> None:
+        super().__init__(blob)
+        self.state = state
+
+    def __reduce__(self):
+        return (*super().__reduce__(), self.state)
+
+
+class _StatefulTensor(_PublishedTensor):
+    def __init__(self, tensor: torch.Tensor, storage_state=None, tensor_state=None) -> None:
+        super().__init__(tensor)
+        self.storage_state, self.tensor_state = storage_state, tensor_state
+
+    def __reduce__(self):
+        rebuild, args = super().__reduce__()
+        if self.storage_state is not None:
+            args = (_StatefulStorage(args[0].blob, self.storage_state), *args[1:])
+        return (rebuild, args) if self.tensor_state is None else (rebuild, args, self.tensor_state)
+
+
+def test_a_pickle_cannot_overwrite_the_records_it_builds(tmp_path, capsys):
+    """BUILD (a __reduce__ with a state) after an allowed call used to overwrite the fields
+    of the record it returned: a storage's data or a tensor's storage set to an int gave an
+    AttributeError traceback, its element count changed silently."""
+    w = _unit_rows(4, 3)
+    for storage_state, tensor_state in (
+        ({"data": 5}, None),
+        ({"numel": 10**12}, None),
+        (None, {"storage": 3}),
+        (None, {"size": "abc"}),
+    ):
+        path = tmp_path / "eq_3_4.pkl"
+        path.write_bytes(pickle.dumps(_StatefulTensor(w, storage_state, tensor_state), 4))
+        assert main(["import", str(path), "-o", str(tmp_path / "o.npy")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sets the state of a" in err and "eq_3_4.pkl" in err
+        assert not (tmp_path / "o.npy").exists()

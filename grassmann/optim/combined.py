@@ -52,6 +52,11 @@ class CombinedOptimizer(torch.optim.Optimizer):
       and skips every part when one gradient is not finite;
     * ``zero_grad`` clears every gradient.
 
+    Schedulers that cycle the momentum (:class:`torch.optim.lr_scheduler.OneCycleLR`,
+    ``CyclicLR``) find it when every part has it under the same name (SGD and GCRSGD:
+    ``momentum``); for AdamW (``betas``) beside GCRSGD (``momentum``) pass
+    ``cycle_momentum=False``.
+
     ``step`` calls each part's ``step`` in order; ``state_dict`` holds the parts' state dicts.
 
     Parameters
@@ -98,7 +103,11 @@ class CombinedOptimizer(torch.optim.Optimizer):
                     seen[id(p)] = i
         # The base class sets up the hooks and the step patching that schedulers rely on; its
         # groups are shallow copies, replaced at once by the parts' own group dicts.
-        super().__init__([dict(g) for opt in optimizers for g in opt.param_groups], {})
+        # ``defaults``: the options every part has (the first part's values). Schedulers read
+        # it: OneCycleLR and CyclicLR cycle "momentum" or "betas" only when it names one.
+        first = optimizers[0].defaults
+        common = {k: v for k, v in first.items() if all(k in o.defaults for o in optimizers)}
+        super().__init__([dict(g) for opt in optimizers for g in opt.param_groups], common)
         self.optimizers: tuple[torch.optim.Optimizer, ...] = tuple(optimizers)
         self.param_groups = [g for opt in self.optimizers for g in opt.param_groups]
         self.state = _StateView(self.optimizers)  # type: ignore[assignment]

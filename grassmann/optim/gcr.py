@@ -23,8 +23,8 @@ Ordinary (Euclidean) parameters in the same optimiser follow :class:`torch.optim
 
 The kernel below is evaluated on the transposes ``(..., k, n)``, the contiguous orientation of
 the column-major bases of :class:`grassmann.GrassmannHead` (the layout of the official head's
-``nn.Linear`` weight), and works through ``k x k`` Gram matrices. Nothing synchronises with the
-device.
+``nn.Linear`` weight), and works through ``k x k`` Gram matrices. On an accelerator the only
+host synchronisation is the check of the Cholesky factorisation at re-orthonormalisation steps.
 """
 
 from __future__ import annotations
@@ -78,13 +78,16 @@ def _cos_sinc_of_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     semi-definite ``k x k`` matrices ``(B, k, k)`` (:math:`\operatorname{sinc} t = \sin t / t`).
 
     Both are entire functions of :math:`M` (even in :math:`\sqrt{M}`). On the CPU they are
-    summed as Taylor series in :math:`M` after scaling :math:`M` by :math:`4^{-j}` so that its
-    spectral radius (at most its infinity norm) is at most 1, and the scaling is undone by the
-    double-angle formulas :math:`\cos 2t = 2\cos^2 t - 1`, :math:`\operatorname{sinc} 2t =
-    \operatorname{sinc} t \cos t` applied ``j`` times. The two series share their Horner steps:
-    :math:`[C; S] \leftarrow [C; S] M + [a_i I; b_i I]`, one batched product each. Accurate to a
-    few ulps, and several times cheaper than torch's batched ``eigh`` of small matrices on the
-    CPU, which makes one LAPACK call per matrix. Elsewhere (CUDA's batched ``eigh`` is fast, and
+    summed as Taylor series in :math:`M` after scaling each matrix by its own :math:`4^{-j}` so
+    that its spectral radius (at most its infinity norm) is at most 1, and the scaling is undone
+    by the double-angle formulas :math:`\cos 2t = 2\cos^2 t - 1`, :math:`\operatorname{sinc} 2t
+    = \operatorname{sinc} t \cos t` applied ``j`` times. The two series share their Horner
+    steps: :math:`[C; S] \leftarrow [C; S] M + [a_i I; b_i I]`, one batched product each. Each
+    doubling can multiply the rounding error by 4, hence a scaling per matrix: the absolute
+    error of each result is a small multiple of :math:`u \max(1, \|M\|)` (``u`` the unit
+    roundoff), as for the eigendecomposition, whatever the other matrices of the batch. Several
+    times cheaper than torch's batched ``eigh`` of small matrices on the CPU, which makes one
+    LAPACK call per matrix. Elsewhere (CUDA's batched ``eigh`` is fast, and
     reading ``j`` would synchronise) they come from the eigendecomposition
     :math:`M = V \operatorname{diag}(\sigma^2) V^\top`.
     """
@@ -94,17 +97,24 @@ def _cos_sinc_of_sqrt(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos_m = _sym_funcm(sigma, vecs, torch.cos)
         return cos_m, _sym_funcm(sigma, vecs, lambda t: torch.sinc(t / math.pi))
     k = m.shape[-1]
-    # the infinity norm bounds the spectral radius (and is at most sqrt(k) times it)
-    bound = float(m.abs().sum(-1).amax()) if m.numel() else 0.0
-    halvings = math.ceil(math.log(bound, 4)) if math.isfinite(bound) and bound > 1.0 else 0
-    scaled = m * 0.25**halvings if halvings else m
+    # Each matrix gets its own scaling: the doublings multiply the rounding error of the
+    # series by up to 4 each, so one large step in the batch must not cost the others
+    # accuracy. The infinity norm bounds the spectral radius (and is at most sqrt(k) times it).
+    bound = m.abs().sum(-1).amax(-1)
+    halvings = torch.where(
+        torch.isfinite(bound) & (bound > 1.0), torch.log(bound).div_(math.log(4.0)).ceil_(), 0.0
+    ).to(torch.int32)
+    most = int(halvings.amax()) if m.numel() else 0
+    scaled = torch.ldexp(m, (-2 * halvings)[:, None, None]) if most else m
     coeffs = _series_coefficients(_SERIES_TERMS[m.dtype], k, m.dtype, torch.device(m.device))
     both = coeffs[-1].expand(m.shape[0], 2 * k, k)
     for c in coeffs[-2::-1]:
         both = torch.baddbmm(c, both, scaled)
-    for _ in range(halvings):
-        both = both @ both[:, :k]  # [C^2; S C]
-        both[:, :k].mul_(2.0).diagonal(dim1=-2, dim2=-1).sub_(1.0)  # 2 C^2 - I
+    uniform = most == 0 or bool((halvings == most).all())
+    for i in range(most):
+        doubled = both @ both[:, :k]  # [C^2; S C]
+        doubled[:, :k].mul_(2.0).diagonal(dim1=-2, dim2=-1).sub_(1.0)  # 2 C^2 - I
+        both = doubled if uniform else torch.where((halvings > i)[:, None, None], doubled, both)
     return both[:, :k], both[:, k:]
 
 
@@ -142,8 +152,9 @@ def gcr_geodesic_step(
 
     Cost: four (five with ``orthonormalize``) batched products over the ``n x k`` entries
     (:math:`B^\top X`, :math:`B^\top B`, :math:`F B^\top`, and :math:`E X^\top` fused into
-    it), ``k x k`` work and a batched ``k x k`` eigendecomposition; no host synchronisation
-    without ``orthonormalize``.
+    it) and ``k x k`` work: the cosine and sinc of the step's Gram matrix (series on the CPU,
+    a batched eigendecomposition elsewhere); no host synchronisation without
+    ``orthonormalize``.
 
     Parameters
     ----------
@@ -235,7 +246,8 @@ class GCRSGD(torch.optim.Optimizer):
     (the official per-class-dimension branch ignores it).
 
     Every other parameter is updated exactly as by :class:`torch.optim.SGD` with the same
-    ``lr``, ``momentum`` and ``weight_decay`` (``dampening=0``, no Nesterov). Weight decay is
+    ``lr``, ``momentum`` and ``weight_decay`` (``dampening=0``, no Nesterov), sparse gradients
+    (``nn.Embedding(sparse=True)``) included. Weight decay is
     never applied to the subspaces: the term :math:`\lambda X` it would add to the gradient
     lies in the normal space and is removed by the projection.
 
@@ -266,8 +278,9 @@ class GCRSGD(torch.optim.Optimizer):
     absent while ``momentum == 0``) and, for subspaces, ``"step"`` (the number of steps taken).
 
     Cost per step for ``C`` subspaces of ``Gr(n, k)``: four batched products of
-    :math:`C \cdot 2 n k^2` flops, a batched ``k x k`` eigendecomposition and a few passes over
-    the ``C n k`` entries; the QR of the re-orthonormalisation every ``reorth_every`` steps.
+    :math:`C \cdot 2 n k^2` flops, batched ``k x k`` work (see :func:`gcr_geodesic_step`) and a
+    few passes over the ``C n k`` entries; every ``reorth_every`` steps one more product and a
+    batched ``k x k`` Cholesky factorisation for the QR.
 
     References
     ----------
@@ -308,9 +321,13 @@ class GCRSGD(torch.optim.Optimizer):
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         group = self.param_groups[index]
-        _check_hyperparameters(group, f"param_groups[{index}]")
-        for j, p in enumerate(group["params"]):
-            _check_manifold(p, f"parameter {j} of param_groups[{index}]")
+        try:
+            _check_hyperparameters(group, f"param_groups[{index}]")
+            for j, p in enumerate(group["params"]):
+                _check_manifold(p, f"parameter {j} of param_groups[{index}]")
+        except (TypeError, ValueError):
+            del self.param_groups[index]  # a refused group must not be stepped later
+            raise
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -320,14 +337,18 @@ class GCRSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             euclidean, grads, buffers = [], [], []
-            for p in group["params"]:
+            for j, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("GCRSGD does not support sparse gradients")
                 if _is_grassmann(p):
+                    if p.grad.is_sparse:
+                        raise RuntimeError(
+                            f"GCRSGD: parameter {j} of param_groups[{index}] (a subspace of "
+                            f"shape {tuple(p.shape)}) has a sparse gradient; the geodesic step "
+                            f"needs a dense one"
+                        )
                     self._subspace_step(p, group)
                 else:
                     euclidean.append(p)
@@ -338,6 +359,7 @@ class GCRSGD(torch.optim.Optimizer):
                     euclidean,
                     grads,
                     buffers,
+                    has_sparse_grad=any(g.is_sparse for g in grads),
                     weight_decay=group["weight_decay"],
                     momentum=group["momentum"],
                     lr=group["lr"],
