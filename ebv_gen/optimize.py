@@ -121,6 +121,69 @@ def max_similarity(
     return out if batched else out[0]
 
 
+def near_max_pairs(
+    Z: torch.Tensor,
+    margin: float,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    tile: int = DEFAULT_TILE,
+    limit: int | None = None,
+) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pairs of points whose similarity is within ``margin`` of the largest, streamed.
+
+    ``Z`` is one packing ``(N k, d)``. Returns ``(smax, i, j, s)``: the largest off-diagonal
+    similarity (a float) and the point indices ``i < j`` and similarities ``s`` of every pair
+    with ``s >= smax - margin`` (in no particular order). With ``limit`` at most that many of
+    the largest such pairs are kept, so memory stays ``O(limit + tile^2)`` whatever the margin.
+    One host synchronisation per tile (this serves the finish, not the optimiser's steps).
+    """
+    n = Z.shape[0] // block
+    tb = max(1, tile // block)
+    run_max = -math.inf
+    kept_i: list[torch.Tensor] = []
+    kept_j: list[torch.Tensor] = []
+    kept_s: list[torch.Tensor] = []
+    count = 0
+    for i0, i1 in _tile_ranges(n, tb):
+        ZI = Z[i0 * block : i1 * block]
+        for j0, j1 in _tile_ranges(n, tb):
+            if j0 < i0:
+                continue
+            ZJ = Z[j0 * block : j1 * block]
+            s = _similarities((ZI @ ZJ.T).unsqueeze(0), block, mode, i0 == j0)[0]
+            if i0 == j0:  # the lower triangle of a diagonal tile repeats the upper one
+                # (a comparison of aranges: tril/triu are far slower on small tiles, where
+                # torch hands them to its thread pool)
+                r = torch.arange(s.shape[0], device=s.device)
+                s = s.masked_fill(r[:, None] >= r[None, :], -math.inf)
+            run_max = max(run_max, float(s.max()))
+            ii, jj = torch.nonzero(s >= run_max - margin, as_tuple=True)
+            kept_i.append(ii + i0)
+            kept_j.append(jj + j0)
+            kept_s.append(s[ii, jj])
+            count += ii.numel()
+            if limit is not None and count > 2 * limit:
+                kept_i, kept_j, kept_s, count = _keep_largest(kept_i, kept_j, kept_s, limit)
+    i = torch.cat(kept_i)
+    j = torch.cat(kept_j)
+    s = torch.cat(kept_s)
+    keep = s >= run_max - margin
+    i, j, s = i[keep], j[keep], s[keep]
+    if limit is not None and s.numel() > limit:
+        (i,), (j,), (s,), _ = _keep_largest([i], [j], [s], limit)
+    return run_max, i, j, s
+
+
+def _keep_largest(
+    i: list[torch.Tensor], j: list[torch.Tensor], s: list[torch.Tensor], limit: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], int]:
+    """The ``limit`` pairs of largest similarity among the collected ones."""
+    ic, jc, sc = torch.cat(i), torch.cat(j), torch.cat(s)
+    top = torch.topk(sc, min(limit, sc.numel())).indices
+    return [ic[top]], [jc[top]], [sc[top]], int(top.numel())
+
+
 def _buffer(workspace: dict[str, torch.Tensor], name: str, numel: int, like: torch.Tensor):
     """A flat buffer of at least ``numel`` elements, kept in ``workspace`` across calls."""
     buf = workspace.get(name)
@@ -349,6 +412,9 @@ class OptimizeResult:
         True when a ``KeyboardInterrupt`` stopped the run (the best so far is returned).
     restart
         Index of the restart that gave ``Z``.
+    restart_Z, restart_similarity
+        ``(R, N k, d)``: the best iterate of every restart, and their similarities (a list of
+        ``R`` floats); the multi-start search finishes several of them.
     """
 
     Z: torch.Tensor
@@ -358,14 +424,21 @@ class OptimizeResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)
     interrupted: bool = False
     restart: int = 0
+    restart_Z: torch.Tensor | None = None
+    restart_similarity: list[float] = field(default_factory=list)
+
+
+def _cpu_threads_for(Z: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """Run tiny CPU problems single-threaded: their matrix products are far too small to share,
+    and thread hand-offs (worse on a loaded machine) would cost more than the work."""
+    R, M, d = Z.shape if Z.ndim == 3 else (1, *Z.shape)
+    return single_thread(Z.device.type == "cpu" and float(R) * M * M * d <= _SMALL_WORK)
 
 
 @contextlib.contextmanager
-def _cpu_threads_for(Z: torch.Tensor) -> Iterator[None]:
-    """Run tiny CPU problems single-threaded: their matrix products are far too small to share,
-    and thread hand-offs (worse on a loaded machine) would cost more than the work."""
-    R, M, d = Z.shape
-    if Z.device.type != "cpu" or float(R) * M * M * d > _SMALL_WORK:
+def single_thread(active: bool = True) -> Iterator[None]:
+    """torch on one CPU thread inside the block (when ``active``), restored after it."""
+    if not active:
         yield
         return
     old = torch.get_num_threads()
@@ -503,7 +576,7 @@ def minimize_coherence(
         history = [tuple(h) for h in state["history"]]
         shift = state["shift"].to(device=device, dtype=dtype)
     if n < 2:
-        return OptimizeResult(Z[0], -math.inf, 0, 0.0, [], False, 0)
+        return OptimizeResult(Z[0], -math.inf, 0, 0.0, [], False, 0, Z, [-math.inf] * R)
     with _cpu_threads_for(Z):
         return _run(
             Z,
@@ -674,7 +747,9 @@ def _run(
     if history and history[-1][0] == step:
         history.pop()
     history.append((step, round(seconds, 4), best[k]))
-    return OptimizeResult(best_Z[k].clone(), best[k], step, seconds, history, interrupted, k)
+    return OptimizeResult(
+        best_Z[k].clone(), best[k], step, seconds, history, interrupted, k, best_Z, list(best)
+    )
 
 
 # ----------------------------------------------------------------------------- threshold
