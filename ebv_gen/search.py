@@ -1,0 +1,535 @@
+"""Multi-start search for small packings: many batched starts, the minimax finish on the best.
+
+A single run of the surrogate optimiser ends in one basin, and for small packings (Sloane's
+tables: tens of lines in R^3..R^8) the basins are many and their optima differ in the third
+decimal. The search spends the budget in *rounds*. Each round optimises a batch of ``R`` starts
+side by side with :func:`ebv_gen.optimize.minimize_coherence` (a short, full temperature
+schedule: enough to pick the basin, not to solve it), then polishes the few best distinct
+restarts with :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's exact optimum.
+The starts of a round are
+
+* structured starts given by the caller (first round only): e.g. subsets of known frames with
+  more vectors, or known frames of fewer vectors filled up at random;
+* perturbations of the best packing so far (from the second round on, half the batch): Gaussian
+  noise of a random scale between 0.01 and 0.3 radians, retracted -- basin hopping (Wales &
+  Doye 1997) around the incumbent;
+* uniform random points (the rest).
+
+The best packing over all rounds is returned. ``steps`` is the total number of optimiser steps
+(each advances a whole batch): a round takes ``round_steps + REFINE_STEPS`` of them, the last
+one what is left; the result then depends only on the seed. With only a time budget the rounds
+run until it is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .finish import minimax_finish
+from .optimize import (
+    DEFAULT_TILE,
+    default_restarts,
+    default_steps,
+    minimize_coherence,
+    random_start,
+    retract,
+)
+
+__all__ = [
+    "ROUND_STEPS",
+    "SMALL_PROBLEM",
+    "SearchOutcome",
+    "SearchResult",
+    "default_search_steps",
+    "is_small",
+    "multistart",
+    "round_size",
+    "search",
+    "search_restarts",
+]
+
+#: Problems with ``N k d`` up to this (all of Sloane's tables up to R^8, N = 100) get the
+#: multi-start search: rounds of many batched starts and the minimax finish, whose linear
+#: programmes stay small (at most ``2 N k d`` variables). Larger ones get one run of the
+#: optimiser (:func:`ebv_gen.optimize.minimize_coherence`) and a short finish.
+SMALL_PROBLEM = 2048
+
+#: The default budget of the multi-start search, in rounds.
+DEFAULT_ROUNDS = 4
+
+#: The finish of a single large run: at most this share of the time budget (when there is
+#: one), this many linear programmes, and this many pairs and variables in each. Far from a
+#: local optimum (large packings are never solved to the last digit) it polishes a little, at a
+#: bounded cost, and it is deterministic without a time budget.
+LARGE_FINISH_SHARE = 0.1
+LARGE_FINISH_ITERATIONS = 10
+LARGE_FINISH_PAIRS = 2000
+LARGE_FINISH_VARIABLES = 4000
+
+#: Optimiser steps per round (the whole temperature schedule of one batch of starts).
+ROUND_STEPS = 300
+
+#: The restarts finished per round: the best ones whose similarities differ (distinct basins).
+FINISH_PER_ROUND = 3
+
+#: The sharper surrogate run of the restarts to be finished: steps, sharpness and step sizes.
+REFINE_STEPS = 1000
+REFINE_BETA = (2e3, 1e5)
+REFINE_LR = (1e-2, 1e-5)
+
+#: Linear programmes per finish in the search (a finish from a refined start needs a few).
+FINISH_ITERATIONS = 50
+
+#: Two restarts whose similarities agree to this (relative) are taken for the same basin.
+_SAME_BASIN = 1e-7
+
+#: A packing within this of the target (the lower bound, which nothing beats) ends the search:
+#: finishing the last digits of a non-isolated optimum converges only linearly.
+_TARGET_SLACK = 1e-10
+
+#: Per-round work target ``R (N k)^2 d`` (flops of one step, about): a few milliseconds.
+_ROUND_WORK = 2e7
+
+#: At most this many starts per round.
+MAX_ROUND_SIZE = 256
+
+#: Perturbation scales of basin hopping (radians), drawn log-uniformly.
+_PERTURB = (0.01, 0.3)
+
+
+def round_size(num: int, dim: int, block: int = 1) -> int:
+    """Starts optimised side by side in one round: ``R (N k)^2 d`` of about ``2 10^7`` (a few
+    milliseconds per step), between 1 and :data:`MAX_ROUND_SIZE`."""
+    work = float(num * block) ** 2 * dim
+    return int(max(1, min(MAX_ROUND_SIZE, _ROUND_WORK // max(work, 1.0))))
+
+
+@dataclass
+class SearchResult:
+    """Outcome of :func:`multistart`.
+
+    Attributes
+    ----------
+    Z
+        ``(N k, d)`` best packing (float64, on the search device).
+    similarity
+        Its exact ``max_{i<j} s_ij`` (float64).
+    steps, seconds
+        Optimiser steps over all rounds (each advances a whole batch) and wall time
+        (cumulative over resumes).
+    history
+        ``[(step, seconds, best similarity), ...]``, one entry per round.
+    interrupted
+        True when ``should_stop`` or a ``KeyboardInterrupt`` ended the search early.
+    rounds, starts, finishes
+        Rounds run, starts optimised, finishes run.
+    origin
+        Where the best packing came from: ``"random"``, ``"perturbed"`` or the name of the
+        structured start.
+    """
+
+    Z: torch.Tensor
+    similarity: float
+    steps: int
+    seconds: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    rounds: int = 0
+    starts: int = 0
+    finishes: int = 0
+    origin: str = "random"
+
+
+def _perturbed(
+    best: torch.Tensor, count: int, block: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``count`` copies of ``best`` moved by Gaussian noise of log-uniform scales, retracted."""
+    lo, hi = math.log(_PERTURB[0]), math.log(_PERTURB[1])
+    scale = torch.exp(lo + (hi - lo) * torch.rand(count, 1, 1, generator=generator))
+    noise = torch.randn(count, *best.shape, generator=generator, dtype=torch.float64)
+    Z = best.detach().to("cpu", torch.float64).unsqueeze(0) + scale.double() * noise
+    return retract(Z, block)
+
+
+def _distinct_best(similarities: Sequence[float], count: int) -> list[int]:
+    """Indices of the ``count`` smallest similarities, at most one per basin."""
+    order = sorted(range(len(similarities)), key=lambda i: similarities[i])
+    picked: list[int] = []
+    for i in order:
+        s = similarities[i]
+        if not math.isfinite(s):
+            continue
+        if all(abs(s - similarities[j]) > _SAME_BASIN * max(1.0, abs(s)) for j in picked):
+            picked.append(i)
+        if len(picked) == count:
+            break
+    return picked
+
+
+def multistart(
+    num: int,
+    dim: int,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    steps: int | None = None,
+    time_budget: float | None = None,
+    round_steps: int = ROUND_STEPS,
+    restarts: int | None = None,
+    tile: int = DEFAULT_TILE,
+    target: float | None = None,
+    structured: Sequence[tuple[str, torch.Tensor]] = (),
+    callback: Callable[[int, float, float], None] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    state: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchResult:
+    """Search packings of ``num`` points (``block`` rows each) in ``R^dim`` by rounds of
+    batched starts and the minimax finish (see the module docstring).
+
+    Parameters
+    ----------
+    num, dim, block, mode
+        The problem: ``N`` points of ``k = block`` orthonormal rows in ``R^d``; ``"lines"`` or
+        ``"sphere"``.
+    generator
+        Draws every random start and perturbation (CPU, float64; the same on every device).
+    dtype, device
+        Precision and device of the surrogate optimiser (the finish is float64).
+    steps, time_budget
+        Total optimiser steps over all rounds, and/or seconds; at least one is required.
+    round_steps
+        Steps per round (one full temperature schedule).
+    restarts
+        Starts per round (default :func:`round_size`).
+    tile
+        Tile edge of the streamed Gram matrix.
+    target
+        Stop once the best similarity is ``<= target`` (the lower bound: nothing beats it).
+    structured
+        ``(name, Z)`` starts of shape ``(N k, d)`` for the first round.
+    callback
+        ``callback(step, current, best)`` after every round (similarities).
+    checkpoint
+        ``checkpoint(state)`` after every round, with a dict from which ``state=`` resumes.
+    state
+        A dict produced by ``checkpoint``: the search continues with the next round.
+    should_stop
+        Polled by the optimiser (every step) and the finish (every iteration); True ends the
+        search with the best packing so far.
+
+    Returns
+    -------
+    SearchResult
+    """
+    if steps is None and time_budget is None:
+        raise ValueError("give steps or time_budget (or both), got neither")
+    R = restarts if restarts is not None else round_size(num, dim, block)
+    best_Z: torch.Tensor | None = None
+    best = math.inf
+    origin = "random"
+    done_rounds = starts = finishes = total_steps = 0
+    elapsed0 = 0.0
+    history: list[tuple[int, float, float]] = []
+    if state is not None:
+        best_Z = state["best_Z"].to(device=device, dtype=torch.float64)
+        best = float(state["best"])
+        origin = str(state["origin"])
+        done_rounds, starts, finishes = state["rounds"], state["starts"], state["finishes"]
+        total_steps = int(state["steps"])
+        elapsed0 = float(state["seconds"])
+        history = [tuple(h) for h in state["history"]]
+        generator.set_state(state["rng"])
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed0 + time.perf_counter() - start
+
+    def remaining() -> float | None:
+        return None if time_budget is None else max(0.0, time_budget - elapsed())
+
+    interrupted = False
+    while True:
+        left = None if steps is None else steps - total_steps
+        if left is not None and left <= 0:
+            break
+        if time_budget is not None and remaining() <= 0:
+            break
+        if target is not None and best <= target + _TARGET_SLACK:
+            break
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+        names: list[str] = []
+        batch: list[torch.Tensor] = []
+        if done_rounds == 0:
+            for name, Z in list(structured)[:R]:
+                names.append(name)
+                batch.append(Z.detach().to("cpu", torch.float64).unsqueeze(0))
+        if best_Z is not None:
+            count = max(0, min(R // 2, R - len(names)))
+            names += ["perturbed"] * count
+            batch.append(_perturbed(best_Z, count, block, generator))
+        fresh = R - len(names)
+        if fresh > 0:
+            names += ["random"] * fresh
+            batch.append(
+                random_start(fresh, num, dim, block=block, dtype=torch.float64, generator=generator)
+            )
+        Z0 = torch.cat(batch).to(device=device, dtype=dtype)
+        res = minimize_coherence(
+            Z0,
+            block=block,
+            mode=mode,
+            steps=round_steps if left is None else min(round_steps, left),
+            time_budget=remaining(),
+            tile=tile,
+            target=target,
+            should_stop=should_stop,
+        )
+        total_steps += res.steps
+        starts += R
+        done_rounds += 1
+        if res.interrupted:
+            interrupted = True
+        round_best = min(res.restart_similarity)
+        picked = _distinct_best(res.restart_similarity, FINISH_PER_ROUND)
+        refine = REFINE_STEPS if steps is None else min(REFINE_STEPS, steps - total_steps)
+        if not interrupted and picked and refine > 0:
+            # the surrogate picked the basins; a sharper run of the few best takes each close
+            # enough to its optimum that the finish only has the last digits to do
+            ref = minimize_coherence(
+                res.restart_Z[picked].to(torch.float64),
+                block=block,
+                mode=mode,
+                steps=refine,
+                time_budget=remaining(),
+                beta=REFINE_BETA,
+                lr=REFINE_LR,
+                tile=tile,
+                target=target,
+                should_stop=should_stop,
+            )
+            total_steps += ref.steps
+            interrupted = interrupted or ref.interrupted
+            candidates = [
+                (ref.restart_Z[r], ref.restart_similarity[r], picked[r]) for r in range(len(picked))
+            ]
+        else:
+            candidates = [(res.restart_Z[i], res.restart_similarity[i], i) for i in picked]
+        # a finish from a start the refine did not reach is slow and rarely lands: with a step
+        # budget too small for a full round, the surrogate's best is kept as it is
+        unrefined = steps is not None and refine < REFINE_STEPS
+        for Zc, sc, idx in candidates:
+            if interrupted or unrefined or (time_budget is not None and remaining() <= 0):
+                # no time left to finish: the surrogate's best still counts
+                if sc < best:
+                    best, best_Z, origin = sc, Zc.to(torch.float64), names[idx]
+                continue
+            fin = minimax_finish(
+                Zc,
+                block=block,
+                mode=mode,
+                tile=tile,
+                max_iter=FINISH_ITERATIONS,
+                time_budget=remaining(),
+                should_stop=should_stop,
+            )
+            finishes += 1
+            if fin.reason == "stopped":
+                interrupted = True
+            if fin.similarity < best:
+                best, best_Z, origin = fin.similarity, fin.Z, names[idx]
+        history.append((total_steps, round(elapsed(), 4), best))
+        if callback is not None:
+            callback(total_steps, round_best, best)
+        if checkpoint is not None and best_Z is not None:
+            checkpoint(
+                {
+                    "kind": "multistart",
+                    "best_Z": best_Z.detach().cpu(),
+                    "best": best,
+                    "origin": origin,
+                    "rounds": done_rounds,
+                    "starts": starts,
+                    "finishes": finishes,
+                    "steps": total_steps,
+                    "seconds": elapsed(),
+                    "history": list(history),
+                    "rng": generator.get_state(),
+                }
+            )
+        if interrupted:
+            break
+    if best_Z is None:  # no round ran (zero budget): the first start, measured
+        Z0 = random_start(1, num, dim, block=block, dtype=torch.float64, generator=generator)
+        fin = minimax_finish(Z0[0].to(device), block=block, mode=mode, tile=tile, max_iter=0)
+        best_Z, best = fin.Z, fin.similarity
+    return SearchResult(
+        best_Z,
+        best,
+        total_steps,
+        elapsed(),
+        history,
+        interrupted,
+        done_rounds,
+        starts,
+        finishes,
+        origin,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the search of a generator run: multi-start for small problems, one run for large ones
+
+
+def is_small(num: int, dim: int, block: int = 1) -> bool:
+    """Whether ``(N, d, k)`` gets the multi-start search (``N k d <=`` :data:`SMALL_PROBLEM`)."""
+    return num * block * dim <= SMALL_PROBLEM
+
+
+def search_restarts(num: int, dim: int, block: int = 1) -> int:
+    """Starts side by side: :func:`round_size` per round for small problems, else
+    :func:`ebv_gen.optimize.default_restarts`."""
+    if is_small(num, dim, block):
+        return round_size(num, dim, block)
+    return default_restarts(num, dim, block)
+
+
+def default_search_steps(num: int, dim: int, block: int = 1) -> int:
+    """Default optimiser steps: :data:`DEFAULT_ROUNDS` rounds for small problems, else
+    :func:`ebv_gen.optimize.default_steps` (deterministic either way)."""
+    if is_small(num, dim, block):
+        return DEFAULT_ROUNDS * (ROUND_STEPS + REFINE_STEPS)
+    return default_steps(num, dim, block)
+
+
+@dataclass
+class SearchOutcome:
+    """What :func:`search` found: the packing (``(N k, d)``, on the search device) and the
+    run record of the result (``steps``, ``seconds``, ``history`` of the best similarity,
+    ``interrupted``) with the report entries that describe the search (``extra``)."""
+
+    Z: torch.Tensor
+    steps: int
+    seconds: float
+    history: list[tuple[int, float, float]]
+    interrupted: bool
+    extra: dict[str, Any]
+
+
+def search(
+    num: int,
+    dim: int,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    restarts: int,
+    steps: int | None,
+    time_budget: float | None,
+    tile: int = DEFAULT_TILE,
+    target: float | None = None,
+    structured: Sequence[tuple[str, torch.Tensor]] = (),
+    callback: Callable[[int, float, float], None] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every: float | None = None,
+    state: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchOutcome:
+    """The search of :func:`ebv_gen.generate` and :func:`ebv_gen.generate_subspaces`.
+
+    Small problems (:func:`is_small`): :func:`multistart` with the ``structured`` starts, one
+    checkpoint per round. Large ones: one run of :func:`ebv_gen.optimize.minimize_coherence`
+    from ``restarts`` random starts (checkpointed every ``checkpoint_every`` seconds), then a
+    short :func:`ebv_gen.finish.minimax_finish` of its best iterate (see
+    :data:`LARGE_FINISH_SHARE`). ``state`` resumes either kind from its checkpoint.
+    """
+    if is_small(num, dim, block):
+        res = multistart(
+            num,
+            dim,
+            block=block,
+            mode=mode,
+            generator=generator,
+            dtype=dtype,
+            device=device,
+            steps=steps,
+            time_budget=time_budget,
+            restarts=restarts,
+            tile=tile,
+            target=target,
+            structured=structured if state is None else (),
+            callback=callback,
+            checkpoint=checkpoint,
+            state=state,
+            should_stop=should_stop,
+        )
+        extra = {
+            "search": {
+                "kind": "multistart",
+                "rounds": res.rounds,
+                "starts": res.starts,
+                "finishes": res.finishes,
+                "origin": res.origin,
+            }
+        }
+        return SearchOutcome(res.Z, res.steps, res.seconds, res.history, res.interrupted, extra)
+    Z0 = random_start(
+        restarts, num, dim, block=block, dtype=dtype, device=device, generator=generator
+    )
+    res = minimize_coherence(
+        Z0,
+        block=block,
+        mode=mode,
+        steps=steps,
+        time_budget=None if time_budget is None else time_budget * (1.0 - LARGE_FINISH_SHARE),
+        tile=tile,
+        target=target,
+        callback=callback,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        state=state,
+        should_stop=should_stop,
+    )
+    history = list(res.history)
+    extra: dict[str, Any] = {"search": {"kind": "single"}}
+    Z, seconds = res.Z, res.seconds
+    if not res.interrupted:
+        fin = minimax_finish(
+            res.Z,
+            block=block,
+            mode=mode,
+            tile=tile,
+            max_iter=LARGE_FINISH_ITERATIONS,
+            max_pairs=LARGE_FINISH_PAIRS,
+            max_variables=LARGE_FINISH_VARIABLES,
+            time_budget=None if time_budget is None else max(0.0, time_budget - res.seconds),
+            should_stop=should_stop,
+        )
+        seconds += fin.seconds
+        extra["finish"] = {
+            "start_similarity": fin.start_similarity,
+            "similarity": fin.similarity,
+            "iterations": fin.iterations,
+            "seconds": round(fin.seconds, 4),
+            "reason": fin.reason,
+        }
+        if fin.similarity < res.similarity:
+            Z = fin.Z
+            # the finish belongs to the last step: its entry replaces the search's
+            if history and history[-1][0] == res.steps:
+                history.pop()
+            history.append((res.steps, round(seconds, 4), fin.similarity))
+    return SearchOutcome(Z, res.steps, seconds, history, res.interrupted, extra)

@@ -1,0 +1,98 @@
+"""ebv_gen.search: rounds of batched starts, structured starts, determinism, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import grassmann
+from ebv_gen.search import MAX_ROUND_SIZE, REFINE_STEPS, ROUND_STEPS, multistart, round_size
+
+ONE_ROUND = ROUND_STEPS + REFINE_STEPS
+
+
+def run(seed: int = 0, **kw):
+    kw.setdefault("restarts", 16)
+    return multistart(14, 3, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_same_seed_and_steps_give_the_same_bytes_other_seeds_differ():
+    a, b, c = run(steps=2 * ONE_ROUND), run(steps=2 * ONE_ROUND), run(1, steps=2 * ONE_ROUND)
+    assert a.Z.numpy().tobytes() == b.Z.numpy().tobytes()
+    assert a.Z.numpy().tobytes() != c.Z.numpy().tobytes()
+    assert a.rounds == 2 and a.starts == 32 and a.steps == 2 * ONE_ROUND
+    assert 1 <= a.finishes <= 6
+    assert [h[0] for h in a.history] == [ONE_ROUND, 2 * ONE_ROUND]
+    assert a.history[1][2] <= a.history[0][2] and a.history[-1][2] == a.similarity
+
+
+def test_the_best_is_finished_and_measured_exactly():
+    res = run(steps=ONE_ROUND)
+    Z = res.Z
+    s = (Z @ Z.T) ** 2
+    s.fill_diagonal_(-1)
+    assert res.similarity == pytest.approx(float(s.max()), abs=1e-15)
+    assert torch.allclose(Z.norm(dim=1), torch.ones(14, dtype=torch.float64), atol=1e-14)
+
+
+def test_a_structured_start_can_win_and_is_named():
+    # 19 lines in R^5: 19 of the 20 lines of the D5 roots give 1/2, which random starts miss
+    roots = grassmann.frame_candidates(19, 5)[0]
+    assert roots.name == "root_system(D5)"
+    res = multistart(
+        19,
+        5,
+        generator=torch.Generator().manual_seed(0),
+        steps=ONE_ROUND,
+        restarts=8,
+        structured=[(roots.name, roots.build())],
+    )
+    assert res.origin == "root_system(D5)"
+    assert math.sqrt(res.similarity) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_a_short_step_budget_keeps_the_surrogates_best_unfinished():
+    res = run(steps=40)
+    assert res.steps == 40 and res.rounds == 1 and res.finishes == 0
+
+
+def test_resume_from_a_round_checkpoint_gives_the_uninterrupted_result():
+    whole = run(steps=3 * ONE_ROUND)
+    saved = []
+    stop_after_one = []
+
+    def checkpoint(state):
+        saved.append(state)
+        stop_after_one.append(True)
+
+    first = run(
+        steps=3 * ONE_ROUND, checkpoint=checkpoint, should_stop=lambda: bool(stop_after_one)
+    )
+    assert first.interrupted and first.rounds == 1 and len(saved) == 1
+    rest = run(steps=3 * ONE_ROUND, state=saved[0])
+    assert rest.rounds == 3 and rest.steps == whole.steps
+    assert rest.Z.numpy().tobytes() == whole.Z.numpy().tobytes()
+
+
+def test_a_time_budget_ends_the_rounds():
+    res = run(time_budget=1.0)
+    assert res.rounds >= 1 and res.seconds < 1.0 + 3.0
+
+
+def test_a_target_stops_the_search():
+    res = run(steps=10 * ONE_ROUND, target=1.0)  # any packing has s <= 1
+    assert res.rounds == 1
+
+
+def test_round_size_follows_the_work_per_step():
+    assert round_size(14, 3) == MAX_ROUND_SIZE
+    assert round_size(1000, 100) == 1
+    assert 1 < round_size(200, 16) < MAX_ROUND_SIZE
+    assert round_size(100, 8, block=2) == round_size(200, 8)
+
+
+def test_neither_steps_nor_time_budget_is_an_error():
+    with pytest.raises(ValueError, match="steps or time_budget"):
+        run()
