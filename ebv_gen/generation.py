@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -17,18 +16,17 @@ from grassmann._validation import check_choice, check_float, check_int
 from .io import checkpoint_writer, resume_checkpoint
 from .optimize import (
     DEFAULT_TILE,
-    default_restarts,
-    default_steps,
-    minimize_coherence,
     random_start,
     threshold_descent,
 )
 from .options import check_run_options
 from .result import EBVResult
+from .search import default_search_steps, is_small, search, search_restarts
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "METHODS",
+    "NEAR_OPTIMAL",
     "available_memory",
     "check_memory",
     "generate",
@@ -36,20 +34,26 @@ __all__ = [
     "resolve_device",
 ]
 
-#: ``method`` values: ``"auto"`` (closed form when one is known, else ``"lse"`` and the better of
-#: its result and ``"mub"``), ``"lse"`` (the optimiser), ``"closed-form"`` (error if none is
-#: known), ``"mub"`` (real mutually unbiased bases, lines only), ``"threshold"`` (published EBV).
-METHODS = ("auto", "lse", "closed-form", "mub", "threshold")
+#: ``method`` values: ``"auto"`` (the best known construction when it is provably optimal or
+#: within :data:`NEAR_OPTIMAL` of the bound; else the search, and the better of its result and
+#: the best construction), ``"lse"`` (the search alone: the surrogate optimiser and the minimax
+#: finish), ``"closed-form"`` (a provably optimal construction; error if none is known),
+#: ``"construction"`` (the best known construction; error if none fits), ``"mub"`` (real
+#: mutually unbiased bases, lines only), ``"threshold"`` (the published EBV algorithm).
+METHODS = ("auto", "lse", "closed-form", "construction", "mub", "threshold")
 
-#: ``method="auto"`` takes the MUB packing without running the optimiser when its coherence is
-#: within this factor of the lower bound (e.g. 100,000 lines in R^1024: ratio 1.005). The
-#: optimiser comes within 5% of the bound only for N up to about 2d, where this ratio is >= 1.4.
-MUB_NEAR_OPTIMAL = 1.05
+#: ``method="auto"`` returns the best construction of :func:`grassmann.frame_candidates` without
+#: searching when its coherence is within this factor of the lower bound (e.g. 262,143 lines in
+#: R^511 from the Gold family: 1.033 x Levenstein; 100,000 lines in R^1024 from unbiased bases:
+#: 1.005 x Welch). The search comes within 5% of the bound only for N up to about 2d.
+NEAR_OPTIMAL = 1.05
 
 #: The threshold of the published generator's script.
 DEFAULT_THRESHOLD = 0.002
 
-#: Problems with ``N^2 d`` up to this are searched in float64 by default (cheap; full accuracy).
+#: Problems with ``N^2 d`` up to this are searched in float64 by default (cheap; full accuracy),
+#: and their vectors are returned (and saved) in float64, so that a packing found to the last
+#: digit keeps them; larger ones in float32.
 _FLOAT64_WORK = 1e7
 
 
@@ -160,50 +164,62 @@ def generate(
         ``"lines"``: minimise ``max_{i != j} |<w_i, w_j>|`` (EBV); ``"sphere"``: minimise the
         signed ``max <w_i, w_j>`` (spherical codes).
     seed
-        Seeds the random start (drawn on the CPU, so the start is the same on every device).
-        Same seed, device and ``steps`` => the same bytes.
+        Seeds every random start and perturbation (drawn on the CPU, so the starts are the same
+        on every device). Same seed, device and ``steps`` => the same bytes.
     device
         ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
     time_budget, steps
-        Stop after this many seconds / steps. Default: ``steps =``
-        :func:`ebv_gen.optimize.default_steps` (3000 for small problems, down to 200 for large
-        ones; deterministic). With only ``time_budget`` the schedule follows the clock (and the
-        result depends on the machine's speed).
+        Stop after this many seconds / optimiser steps. Default: ``steps =``
+        :func:`ebv_gen.search.default_search_steps` (4 rounds of the multi-start search for
+        small problems, ``N d <= 2048``; :func:`ebv_gen.optimize.default_steps` for larger ones,
+        3000 down to 200; deterministic). With only ``time_budget`` the search follows the clock
+        (and the result depends on the machine's speed).
     method
-        ``"auto"``: a provably optimal closed form from :func:`grassmann.known_optimal` when one
-        exists; else, in lines mode, the packing of real mutually unbiased bases
-        (:func:`grassmann.embedded_mubs`) when it is within 5% of the bound; else the optimiser,
-        whose result is compared with that MUB packing (when ``N`` lines fit) and the better
-        one returned (``.method`` says which; ``extra["candidates"]`` gives both coherences).
-        ``"lse"``: the optimiser alone. ``"closed-form"``: error when none is known. ``"mub"``:
-        the MUB packing alone (lines mode; error when ``N`` exceeds its capacity).
+        ``"auto"``: the best construction of :func:`grassmann.frame_candidates` (closed forms,
+        unbiased bases, Gold/Kasami/dual-BCH sequences, Steiner ETFs, root systems, ..., each
+        with its coherence from theory) when it is provably optimal or within
+        :data:`NEAR_OPTIMAL` (5%) of the bound; else the search (:func:`ebv_gen.search.search`:
+        many batched starts, structured ones from known frames included, and the minimax finish
+        for ``N d <= 2048``; one optimiser run and a short finish above), whose result is
+        compared with the best construction and the better one returned. ``.method`` is
+        ``"closed-form:<bound>"`` (a construction meeting that bound), ``"construction"`` or
+        ``"lse"``; ``extra["construction"]`` names the construction and its reference,
+        ``extra["candidates"]`` lists the coherences compared. ``"lse"``: the search alone.
+        ``"closed-form"``: a provably optimal construction, error when none is known.
+        ``"construction"``: the best known construction. ``"mub"``: the MUB packing alone
+        (:func:`grassmann.embedded_mubs`; lines mode; error when ``N`` exceeds its capacity).
         ``"threshold"``: the published EBV algorithm, for comparison.
     threshold
         For ``method="threshold"``: the hinge threshold (default
         :data:`DEFAULT_THRESHOLD`, the published script's value).
     dtype
-        Search precision: default float64 for tiny problems (``N^2 d <= 10^7``), else float32.
-        The reported coherence is always recomputed in float64.
+        Search precision, and the precision of the returned vectors: default float64 for
+        small problems (``N^2 d <= 10^7``), else float32. The reported coherence is always
+        computed in float64 from the returned values.
     restarts
-        Independent starts optimised side by side, best kept (default
-        :func:`ebv_gen.optimize.default_restarts`: 16 for tiny problems, 1 from ``N d >= 4096``).
+        Starts optimised side by side (default :func:`ebv_gen.search.search_restarts`: up to
+        256 per round of the multi-start search, 1 for large problems).
     tile
         Tile edge of the streamed Gram matrix (default 2048).
     callback
-        ``callback(step, current coherence, best coherence)`` after each step.
+        ``callback(step, current coherence, best coherence)`` after each optimiser step (large
+        problems) or each round (the multi-start search).
     checkpoint_path, checkpoint_every
-        Save the optimiser state to ``checkpoint_path`` every ``checkpoint_every`` seconds (and
-        when interrupted); the file is removed when the run finishes.
+        Save the search state to ``checkpoint_path`` every ``checkpoint_every`` seconds (large
+        problems) or after every round (the multi-start search), and when interrupted; the file
+        is removed when the run finishes.
     resume
         Continue from ``checkpoint_path`` when it exists (its size, mode, seed, method and
         precision must match).
     should_stop
-        Polled once per step; True stops the run as if interrupted.
+        Polled once per step (and per iteration of the finish); True stops the run as if
+        interrupted.
 
     Returns
     -------
     EBVResult
-        Vectors (float32, CPU) and the float64-verified coherence with its lower bound.
+        Vectors (CPU; float64 for small problems, see ``dtype``) and their float64-verified
+        coherence with its lower bound.
 
     Raises
     ------
@@ -232,15 +248,19 @@ def generate(
         tile = check_int("tile", tile, minimum=1)
     dev = resolve_device(device)
     bound = grassmann.lower_bound(num, dim, mode)
+    tile = tile or DEFAULT_TILE
+    out_dtype = dtype or (
+        torch.float64 if float(num) * num * dim <= _FLOAT64_WORK else torch.float32
+    )
 
-    def finish(vectors: torch.Tensor, method_name: str, **kw: Any) -> EBVResult:
-        v64 = vectors.detach().to("cpu", torch.float64)
-        v64 = v64 / torch.linalg.vector_norm(v64, dim=1, keepdim=True)
-        v32 = v64.to(torch.float32).contiguous()
-        mu = grassmann.coherence(v32, mode=mode)
+    def verified(vectors: torch.Tensor, method_name: str, **kw: Any) -> EBVResult:
+        """The result for ``vectors``: unit rows in the output precision, coherence verified
+        in float64 on exactly those values."""
+        v = vectors.detach().to("cpu", torch.float64)
+        v = (v / torch.linalg.vector_norm(v, dim=1, keepdim=True)).to(out_dtype).contiguous()
         return EBVResult(
-            vectors=v32,
-            coherence=mu,
+            vectors=v,
+            coherence=grassmann.coherence(v, mode=mode),
             lower_bound=float(bound.value),
             lower_bound_name=str(bound.name),
             mode=mode,
@@ -251,36 +271,38 @@ def generate(
         )
 
     if method == "mub":
-        return _mub_only(num, dim, mode, tile or DEFAULT_TILE, finish)
-    if restarts is None:
-        restarts = default_restarts(num, dim) if method != "threshold" else 1
-    restarts = check_int("restarts", restarts, minimum=1)
+        return _mub_only(num, dim, mode, tile, verified)
     if method == "threshold":
         restarts = 1
+    small = method != "threshold" and is_small(num, dim)
+    if restarts is None:
+        restarts = search_restarts(num, dim) if method != "threshold" else 1
+    restarts = check_int("restarts", restarts, minimum=1)
     if dtype is None:
         dtype = torch.float64 if float(num) * num * dim <= _FLOAT64_WORK else torch.float32
-    tile = tile or DEFAULT_TILE
-    # before anything is allocated, closed forms included (they build float64 frames)
+    # before anything is allocated, constructions included (they build float64 frames)
     check_memory(num, dim, dev, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
 
-    if method in ("auto", "closed-form"):
-        frame = grassmann.known_optimal(num, dim, mode)
-        if frame is not None:
-            return finish(frame, f"closed-form:{bound.name}")
-        if method == "closed-form":
+    candidates = []
+    if method in ("auto", "closed-form", "construction"):
+        candidates = grassmann.frame_candidates(num, dim, mode)
+    if method == "closed-form":
+        optimal = [c for c in candidates if c.optimal]
+        if not optimal:
             raise ValueError(
                 f"method='closed-form' but no closed-form optimal frame is known for num={num}, "
                 f"dim={dim}, mode={mode!r}; use method='auto' or 'lse'"
             )
-    mub_mu = grassmann.mub_coherence(num, dim) if mode == "lines" else None
-    if method == "auto" and mub_mu is not None and mub_mu <= MUB_NEAR_OPTIMAL * bound.value:
-        return finish(grassmann.embedded_mubs(num, dim), "mub")
+        return _construction_result(optimal[0], verified)
+    if method == "construction":  # the catalog always has one (a polygon in R^2 at worst)
+        return _construction_result(candidates[0], verified)
+    best_known = candidates[0] if candidates else None
+    if best_known is not None and (best_known.optimal or best_known.ratio <= NEAR_OPTIMAL):
+        return _construction_result(best_known, verified)
     if steps is None and time_budget is None:
-        steps = default_steps(num, dim)
+        steps = default_search_steps(num, dim)
 
     gen = torch.Generator().manual_seed(seed)
-    Z0 = random_start(restarts, num, dim, dtype=dtype, device=dev, generator=gen)
-
     coh_cb = None
     if callback is not None:
 
@@ -288,6 +310,7 @@ def generate(
             callback(step, _to_coherence(cur, mode), _to_coherence(best, mode))
 
     if method == "threshold":
+        Z0 = random_start(1, num, dim, dtype=dtype, device=dev, generator=gen)
         thr = DEFAULT_THRESHOLD if threshold is None else threshold
         res = threshold_descent(
             Z0[0],
@@ -298,7 +321,7 @@ def generate(
             callback=callback,
             should_stop=should_stop,
         )
-        return finish(
+        return verified(
             res.Z,
             "threshold",
             steps=res.steps,
@@ -314,59 +337,139 @@ def generate(
         "mode": mode,
         "seed": seed,
         "method": "lse",
+        "search": "multistart" if small else "single",
         "dtype": str(dtype),
         "restarts": restarts,
         "steps": steps,
         "time_budget": time_budget,
     }
     state = None
-    resumed_from = None
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt is not None:
         state = resume_checkpoint(
-            ckpt, meta, ("num", "dim", "mode", "seed", "method", "dtype", "restarts")
+            ckpt, meta, ("num", "dim", "mode", "seed", "method", "search", "dtype", "restarts")
         )
-        if state is not None:
-            resumed_from = int(state["step"])
     save_ckpt = checkpoint_writer(ckpt, meta, gen) if ckpt is not None else None
-
     # nothing can go below the bound: stop as soon as it is met (ETFs, simplices ...)
-    target = _to_similarity(bound.value, mode)
-    res = minimize_coherence(
-        Z0,
+    target = _to_similarity(bound.value, mode) + 1e-12
+    found = search(
+        num,
+        dim,
         mode=mode,
+        generator=gen,
+        dtype=dtype,
+        device=dev,
+        restarts=restarts,
         steps=steps,
         time_budget=time_budget,
         tile=tile,
-        target=target + 1e-12,
+        target=target,
+        structured=_structured_starts(num, dim, mode, gen) if small else (),
         callback=coh_cb,
         checkpoint=save_ckpt,
         checkpoint_every=checkpoint_every if ckpt is not None else None,
         state=state,
         should_stop=should_stop,
     )
-    history = [(s, sec, _to_coherence(b, mode)) for s, sec, b in res.history]
-    extra: dict[str, Any] = {"restarts": restarts, "dtype": str(dtype).replace("torch.", "")}
-    if resumed_from is not None:
-        extra["resumed_from_step"] = resumed_from
-    out = finish(
-        res.Z,
-        "lse",
-        steps=res.steps,
-        seconds=res.seconds,
-        history=history,
-        interrupted=res.interrupted,
-        extra=extra,
-    )
-    if ckpt is not None and not res.interrupted and ckpt.exists():
+    extra = found.extra
+    if "finish" in extra:
+        fin = extra["finish"]
+        fin["start"] = _to_coherence(fin.pop("start_similarity"), mode)
+        fin["end"] = _to_coherence(fin.pop("similarity"), mode)
+    extra.update(restarts=restarts, search_dtype=str(dtype).replace("torch.", ""))
+    if state is not None:
+        extra["resumed_from_step"] = int(state.get("step", state.get("steps", 0)))
+    record = {
+        "steps": found.steps,
+        "seconds": found.seconds,
+        "history": [(s, sec, _to_coherence(b, mode)) for s, sec, b in found.history],
+        "interrupted": found.interrupted,
+    }
+    out = verified(found.Z, "lse", extra=extra, **record)
+    if ckpt is not None and not out.interrupted and ckpt.exists():
         ckpt.unlink()
-    if method == "auto" and mub_mu is not None:
-        out = _better_of(out, finish, num, dim)
+    if best_known is not None:
+        out = _better_of(out, candidates, verified)
     return out
 
 
+def _construction_result(
+    candidate: grassmann.Candidate, verified: Callable[..., EBVResult], **kw: Any
+) -> EBVResult:
+    """The result for a construction of :func:`grassmann.frame_candidates`: ``method`` is
+    ``"closed-form:<bound>"`` when it meets the bound, else ``"construction"``; the report
+    names it (``extra["construction"]``)."""
+    name = f"closed-form:{candidate.bound_name}" if candidate.optimal else "construction"
+    extra = dict(kw.pop("extra", {}))
+    extra["construction"] = {
+        "name": candidate.name,
+        "family": candidate.family,
+        "reference": candidate.reference,
+        "coherence_from_theory": candidate.coherence,
+    }
+    return verified(candidate.build(), name, extra=extra, **kw)
+
+
+def _better_of(
+    out: EBVResult, candidates: list[grassmann.Candidate], verified: Callable[..., EBVResult]
+) -> EBVResult:
+    """The search's result ``out`` or the best construction, whichever has the smaller
+    coherence (the construction's from theory, so it is only built when it wins); the report
+    lists the search's and the best few constructions' coherences (``extra["candidates"]``) and
+    keeps the search's run record. When the construction wins, the last history entry (the
+    search's final best) becomes its coherence, so the history stays the best so far."""
+    listed = {"lse": out.coherence}
+    for c in candidates[:_LISTED_CANDIDATES]:
+        listed[c.name] = c.coherence
+    best = candidates[0]
+    if best.coherence >= out.coherence:
+        out.extra["candidates"] = listed
+        return out
+    history = [*out.history[:-1], (out.steps, round(out.seconds, 4), best.coherence)]
+    won = _construction_result(
+        best,
+        verified,
+        steps=out.steps,
+        seconds=out.seconds,
+        history=history,
+        interrupted=out.interrupted,
+        extra={**out.extra, "candidates": listed},
+    )
+    won.history[-1] = (out.steps, round(out.seconds, 4), won.coherence)
+    return won
+
+
+#: How many constructions ``extra["candidates"]`` lists beside the search.
+_LISTED_CANDIDATES = 3
+
+
+def _structured_starts(
+    num: int, dim: int, mode: str, generator: torch.Generator
+) -> list[tuple[str, torch.Tensor]]:
+    """Starts for the search from known frames: every construction that fits (a subset or an
+    embedding of a frame with at least ``num`` vectors), and the best one for ``num - j``
+    vectors (``j = 1 .. 4``) completed by random unit vectors. A subset of a larger known frame
+    is often the best known packing (e.g. 13 lines in R^6 from the 16 of the Clebsch ETF)."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for c in grassmann.frame_candidates(num, dim, mode)[:_STRUCTURED]:
+        out.append((c.name, c.build()))
+    for j in range(1, min(5, num - 1)):
+        cands = grassmann.frame_candidates(num - j, dim, mode)
+        if not cands:
+            continue
+        c = cands[0]
+        fill = torch.randn(j, dim, generator=generator, dtype=torch.float64)
+        fill = fill / torch.linalg.vector_norm(fill, dim=1, keepdim=True)
+        out.append((f"{c.name} + {j} random", torch.cat([c.build(), fill])))
+    return out
+
+
+#: At most this many constructions of the requested size serve as structured starts.
+_STRUCTURED = 8
+
+
 def _mub_only(
-    num: int, dim: int, mode: str, tile: int, finish: Callable[..., EBVResult]
+    num: int, dim: int, mode: str, tile: int, verified: Callable[..., EBVResult]
 ) -> EBVResult:
     """``method="mub"``: the packing of :func:`grassmann.embedded_mubs`, built and verified on
     the host (memory checked there first: float64 and float32 copies and the verification)."""
@@ -378,25 +481,4 @@ def _mub_only(
         frame = grassmann.embedded_mubs(num, dim)
     except ValueError as err:
         raise ValueError(f"method='mub': {err}; use method='auto' or 'lse'") from None
-    return finish(frame, "mub")
-
-
-def _better_of(out: EBVResult, finish: Callable[..., EBVResult], num: int, dim: int) -> EBVResult:
-    """The optimiser's result ``out`` or the MUB packing, whichever has the smaller coherence;
-    the report keeps both figures (``extra["candidates"]``) and the optimiser's run record. When
-    the MUB packing wins, the last history entry (the optimiser's final best) becomes its
-    coherence, so the history stays the best so far, one entry per step."""
-    mub = finish(grassmann.embedded_mubs(num, dim), "mub")
-    candidates = {"lse": out.coherence, "mub": mub.coherence}
-    if mub.coherence >= out.coherence:
-        out.extra["candidates"] = candidates
-        return out
-    history = [*out.history[:-1], (out.steps, round(out.seconds, 4), mub.coherence)]
-    return dataclasses.replace(
-        mub,
-        steps=out.steps,
-        seconds=out.seconds,
-        history=history,
-        interrupted=out.interrupted,
-        extra={**out.extra, "candidates": candidates},
-    )
+    return verified(frame, "mub")

@@ -1,6 +1,6 @@
 """Files of the generator: ``.npy`` + ``.json`` sidecar, safe loading, checkpoints.
 
-* ``FILE.npy``: float32 ``(N, d)`` unit rows (:func:`ebv_gen.generate`) or ``(N, n, k)``
+* ``FILE.npy``: float32 or float64 ``(N, d)`` unit rows (:func:`ebv_gen.generate`) or ``(N, n, k)``
   orthonormal bases (:func:`ebv_gen.generate_subspaces`), written atomically
   (:func:`grassmann.npyio.save_npy_atomic`).
 * ``FILE.json``: the report (:meth:`ebv_gen.EBVResult.as_dict`,
@@ -59,18 +59,22 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
 
 
 def save_vectors(path: str | os.PathLike, vectors: torch.Tensor, report: dict[str, Any]) -> str:
-    """Write ``vectors`` (or any array: subspace bases too) as float32 ``.npy`` and ``report`` +
-    ``sha256`` + ``shape`` as the sidecar.
+    """Write ``vectors`` (or any array: subspace bases too) as ``.npy`` and ``report`` +
+    ``sha256`` + ``shape`` + ``dtype`` as the sidecar.
 
-    Both writes are atomic (temporary file, fsync, rename); the ``.npy`` goes first, so a
-    sidecar always describes the ``.npy`` next to it. Returns the sha256 hex digest.
+    The array keeps its precision when it is float64 (small packings, found to the last digit)
+    and is written as float32 otherwise. Both writes are atomic (temporary file, fsync,
+    rename); the ``.npy`` goes first, so a sidecar always describes the ``.npy`` next to it.
+    Returns the sha256 hex digest.
     """
-    array = vectors.detach().to("cpu", torch.float32).contiguous().numpy()
+    keep = vectors.dtype if vectors.dtype == torch.float64 else torch.float32
+    array = vectors.detach().to("cpu", keep).contiguous().numpy()
     save_npy_atomic(path, array)
     digest = sha256_file(path)
     data = dict(report)
     data["sha256"] = digest
     data["shape"] = list(array.shape)
+    data["dtype"] = str(array.dtype)
     write_text_atomic(sidecar_path(path), json.dumps(data, indent=2, sort_keys=False) + "\n")
     return digest
 

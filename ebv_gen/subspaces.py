@@ -32,15 +32,10 @@ from grassmann._validation import check_choice, check_int
 
 from .generation import _FLOAT64_WORK, check_memory, resolve_device
 from .io import checkpoint_writer, resume_checkpoint
-from .optimize import (
-    DEFAULT_TILE,
-    default_restarts,
-    default_steps,
-    minimize_coherence,
-    random_start,
-)
+from .optimize import DEFAULT_TILE
 from .options import check_run_options
 from .result import RunRecord
+from .search import default_search_steps, is_small, search, search_restarts
 
 __all__ = [
     "METRICS",
@@ -55,7 +50,7 @@ __all__ = [
 METRICS = ("chordal",)
 
 #: Checkpoint ``meta`` keys that must agree for ``resume=True``.
-_RESUME_KEYS = ("kind", "num", "n", "k", "metric", "seed", "dtype", "restarts")
+_RESUME_KEYS = ("kind", "num", "n", "k", "metric", "seed", "search", "dtype", "restarts")
 
 
 def to_bases(Z: torch.Tensor, k: int) -> torch.Tensor:
@@ -218,9 +213,12 @@ def generate_subspaces(
 ) -> SubspaceResult:
     r"""Pack ``num`` subspaces of dimension ``k`` in ``R^n`` as far apart as we can.
 
-    Maximises the minimum chordal distance ``d_c = sqrt(k - ||X_i^T X_j||_F^2)`` by the tiled
-    log-sum-exp optimiser on the product of Grassmannians (see the module docstring); memory
-    ``O(N n k + tile^2)``, one host sync per step.
+    Maximises the minimum chordal distance ``d_c = sqrt(k - ||X_i^T X_j||_F^2)`` by the search
+    of :func:`ebv_gen.search.search` on the product of Grassmannians (see the module
+    docstring): for ``N k n <= 2048`` rounds of many batched starts of the tiled log-sum-exp
+    optimiser, each round's best finished by the minimax finish
+    (:func:`ebv_gen.finish.minimax_finish`); above, one optimiser run and a short finish.
+    Memory ``O(N n k + tile^2)``, one host sync per step.
 
     Parameters
     ----------
@@ -229,28 +227,29 @@ def generate_subspaces(
     metric
         ``"chordal"`` (the only one implemented).
     seed
-        Seeds the random start (drawn on the CPU, so it is the same on every device).
-        Same seed, device and ``steps`` => the same bytes.
+        Seeds every random start and perturbation (drawn on the CPU, so they are the same on
+        every device). Same seed, device and ``steps`` => the same bytes.
     device
         ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
     time_budget, steps
-        Stop after this many seconds / steps. Default: ``steps =``
-        :func:`ebv_gen.optimize.default_steps` ``(num, n, k)`` (deterministic); with only
-        ``time_budget`` the schedule follows the clock.
+        Stop after this many seconds / optimiser steps. Default: ``steps =``
+        :func:`ebv_gen.search.default_search_steps` ``(num, n, k)`` (deterministic); with only
+        ``time_budget`` the search follows the clock.
     dtype
         Search precision: float64 when ``(N k)^2 n <= 10^7``, else float32. The reported
         distances are always recomputed in float64.
     restarts
-        Independent starts optimised side by side, best kept (default
-        :func:`ebv_gen.optimize.default_restarts` ``(num, n, k)``).
+        Starts optimised side by side (default :func:`ebv_gen.search.search_restarts`
+        ``(num, n, k)``).
     tile
         Tile edge in rows of ``Z`` (``tile / k`` subspaces; default 2048).
     callback
-        ``callback(step, current min distance, best min distance)`` after each step.
+        ``callback(step, current min distance, best min distance)`` after each step (or round
+        of the multi-start search).
     checkpoint_path, checkpoint_every, resume, should_stop
-        As for :func:`ebv_gen.generate`: periodic atomic checkpoints, resuming from one
-        (sizes, metric, seed, precision and restarts must match), and a stop flag polled once
-        per step.
+        As for :func:`ebv_gen.generate`: atomic checkpoints (periodic, or one per round of the
+        multi-start search), resuming from one (sizes, metric, seed, search, precision and
+        restarts must match), and a stop flag polled once per step.
 
     Returns
     -------
@@ -280,7 +279,7 @@ def generate_subspaces(
         dtype=dtype,
     )
     tile = DEFAULT_TILE if tile is None else check_int("tile", tile, minimum=1)
-    restarts = default_restarts(num, n, k) if restarts is None else restarts
+    restarts = search_restarts(num, n, k) if restarts is None else restarts
     restarts = check_int("restarts", restarts, minimum=1)
     dev = resolve_device(device)
     bound = grassmann.subspace_lower_bound(num, n, k)
@@ -288,7 +287,7 @@ def generate_subspaces(
         dtype = torch.float64 if float(num * k) ** 2 * n <= _FLOAT64_WORK else torch.float32
     check_subspace_memory(num, n, k, dev, restarts=restarts, dtype=dtype, tile=tile)
     if steps is None and time_budget is None:
-        steps = default_steps(num, n, k)
+        steps = default_search_steps(num, n, k)
 
     def distance(similarity: float) -> float:
         return math.sqrt(max(k - similarity, 0.0))
@@ -300,19 +299,24 @@ def generate_subspaces(
         "k": k,
         "metric": metric,
         "seed": seed,
+        "search": "multistart" if is_small(num, n, k) else "single",
         "dtype": str(dtype),
         "restarts": restarts,
         "steps": steps,
         "time_budget": time_budget,
     }
     gen = torch.Generator().manual_seed(seed)
-    Z0 = random_start(restarts, num, n, block=k, dtype=dtype, device=dev, generator=gen)
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     state = resume_checkpoint(ckpt, meta, _RESUME_KEYS) if resume and ckpt is not None else None
-    res = minimize_coherence(
-        Z0,
+    found = search(
+        num,
+        n,
         block=k,
         mode="lines",
+        generator=gen,
+        dtype=dtype,
+        device=dev,
+        restarts=restarts,
         steps=steps,
         time_budget=time_budget,
         tile=tile,
@@ -325,13 +329,18 @@ def generate_subspaces(
         state=state,
         should_stop=should_stop,
     )
-    bases = grassmann.orthonormalize(to_bases(res.Z, k).to("cpu", torch.float64))
+    bases = grassmann.orthonormalize(to_bases(found.Z, k).to("cpu", torch.float64))
     bases = bases.to(torch.float32).contiguous()
     quality = grassmann.subspace_coherence(bases)
-    extra: dict[str, Any] = {"restarts": restarts, "dtype": str(dtype).replace("torch.", "")}
+    extra = found.extra
+    if "finish" in extra:
+        fin = extra["finish"]
+        fin["start"] = distance(fin.pop("start_similarity"))
+        fin["end"] = distance(fin.pop("similarity"))
+    extra.update(restarts=restarts, search_dtype=str(dtype).replace("torch.", ""))
     if state is not None:
-        extra["resumed_from_step"] = int(state["step"])
-    if ckpt is not None and not res.interrupted and ckpt.exists():
+        extra["resumed_from_step"] = int(state.get("step", state.get("steps", 0)))
+    if ckpt is not None and not found.interrupted and ckpt.exists():
         ckpt.unlink()
     return SubspaceResult(
         bases=bases,
@@ -342,9 +351,9 @@ def generate_subspaces(
         metric=metric,
         seed=seed,
         device=str(dev),
-        steps=res.steps,
-        seconds=res.seconds,
-        history=[(s, sec, distance(b)) for s, sec, b in res.history],
-        interrupted=res.interrupted,
+        steps=found.steps,
+        seconds=found.seconds,
+        history=[(s, sec, distance(b)) for s, sec, b in found.history],
+        interrupted=found.interrupted,
         extra=extra,
     )

@@ -236,7 +236,8 @@ def validate_bases(
 
 
 def load_vectors(path: str | os.PathLike, *, atol: float = DEFAULT_ATOL) -> torch.Tensor:
-    """Load an ``(N, d)`` ``.npy`` file of unit class vectors as a float32 tensor.
+    """Load an ``(N, d)`` ``.npy`` file of unit class vectors as a float32 tensor (float64 when
+    the file holds float64: small packings are saved in full precision).
 
     Raises
     ------
@@ -246,11 +247,12 @@ def load_vectors(path: str | os.PathLike, *, atol: float = DEFAULT_ATOL) -> torc
     array = load_array(path, ndim=2)
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     validate_vectors(tensor, name=f"vectors in {str(path)!r}", atol=atol)
-    return tensor.to(torch.float32)
+    return _working_precision(tensor)
 
 
 def load_bases(path: str | os.PathLike, *, atol: float = DEFAULT_ATOL) -> torch.Tensor:
-    """Load an ``(N, n, k)`` ``.npy`` file of orthonormal subspace bases as a float32 tensor.
+    """Load an ``(N, n, k)`` ``.npy`` file of orthonormal subspace bases as a float32 tensor
+    (float64 when the file holds float64).
 
     Raises
     ------
@@ -260,7 +262,12 @@ def load_bases(path: str | os.PathLike, *, atol: float = DEFAULT_ATOL) -> torch.
     array = load_array(path, ndim=3)
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     validate_bases(tensor, name=f"bases in {str(path)!r}", atol=atol)
-    return tensor.to(torch.float32)
+    return _working_precision(tensor)
+
+
+def _working_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64; float32 and the half precisions become float32."""
+    return tensor if tensor.dtype == torch.float64 else tensor.to(torch.float32)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -35,7 +35,7 @@ def test_generate_writes_npy_and_sidecar(tmp_path, capsys):
     assert code == 0
     assert "coherence" in stdout and len(stdout.strip().splitlines()) == 1
     arr = np.load(out)
-    assert arr.dtype == np.float32 and arr.shape == (30, 5)
+    assert arr.dtype == np.float64 and arr.shape == (30, 5)  # a small packing keeps float64
     side = json.loads(sidecar_path(out).read_text())
     for key in (
         "num", "dim", "mode", "coherence", "lower_bound", "lower_bound_name", "method", "seed",

@@ -31,8 +31,9 @@ KNOWN = [
 @pytest.mark.parametrize(("num", "dim", "mode", "target"), KNOWN)
 def test_auto_reaches_known_optimum(num, dim, mode, target):
     res = generate(num, dim, mode=mode)
-    assert abs(res.coherence - target) < 1e-6
-    assert res.vectors.dtype == torch.float32 and res.vectors.shape == (num, dim)
+    assert abs(res.coherence - target) < 1e-12
+    # small packings keep float64 (N^2 d <= 1e7), so that the optimum survives to the file
+    assert res.vectors.dtype == torch.float64 and res.vectors.shape == (num, dim)
 
 
 @pytest.mark.parametrize(
@@ -61,37 +62,54 @@ def test_closed_form_method_and_error_when_none_known():
         generate(8, 4, method="closed-form")
 
 
-def test_auto_keeps_the_mub_packing_when_the_optimiser_does_worse():
+MUB64 = "embedded_mubs (Kerdock, R^64)"
+
+
+def test_auto_keeps_the_construction_when_the_search_does_worse():
     # 1000 lines in R^100: 15 unbiased bases of R^64 + the spare axes give exactly 1/8; the
-    # optimiser's 40 steps are far from that
+    # search's 40 steps are far from that
     res = generate(1000, 100, steps=40)
-    assert res.method == "mub" and res.coherence == 0.125
-    lse, mub = res.extra["candidates"]["lse"], res.extra["candidates"]["mub"]
+    assert res.method == "construction" and res.coherence == 0.125
+    assert res.extra["construction"]["name"] == MUB64
+    assert "Calderbank" in res.extra["construction"]["reference"]
+    lse, mub = res.extra["candidates"]["lse"], res.extra["candidates"][MUB64]
     assert mub == 0.125 < lse
-    assert res.steps == 40 and res.history[-1] == (40, pytest.approx(res.seconds, abs=1e-3), 0.125)
+    assert res.steps == 40 and res.history[-1][2] == 0.125
     assert [h[0] for h in res.history] == sorted({h[0] for h in res.history})  # one per step
-    assert res.history[-2][2] >= lse - 1e-6  # the optimiser's best so far, before the end
+    assert res.history[-2][2] >= lse - 1e-6  # the search's best so far, before the end
 
 
-def test_auto_keeps_the_optimiser_when_it_beats_the_mub_packing():
-    res = generate(100, 64, steps=300)  # MUB: 1/8; the optimiser gets ~0.081 (Welch 0.0754)
+def test_auto_keeps_the_search_when_it_beats_every_construction():
+    res = generate(100, 64, steps=300)  # MUB: 1/8; the search gets ~0.081 (Welch 0.0754)
     assert res.method == "lse"
-    assert res.extra["candidates"]["mub"] == 0.125
+    assert res.extra["candidates"][MUB64] == 0.125
     assert res.coherence == res.extra["candidates"]["lse"] < 0.1
+    assert res.coherence <= min(res.extra["candidates"].values())
 
 
-def test_auto_uses_no_mub_packing_in_sphere_mode():
+def test_auto_compares_sphere_codes_too():
+    # 200 points on S^15: the antipodal doubling of 100 lines is a candidate
     res = generate(200, 16, mode="sphere", steps=50)
-    assert res.method == "lse" and "candidates" not in res.extra
+    assert res.coherence <= min(res.extra["candidates"].values()) + 1e-12
+    assert any("antipodes" in name for name in res.extra["candidates"])
 
 
-def test_auto_takes_a_near_optimal_mub_packing_without_optimising():
+def test_auto_takes_a_near_optimal_construction_without_searching():
     # 2000 lines in R^64: 1/8 is within 2% of the Welch bound 0.12301
     res = generate(2000, 64)
-    assert res.method == "mub" and res.steps == 0 and res.coherence == 0.125
-    assert res.ratio < ebv_gen.generation.MUB_NEAR_OPTIMAL
+    assert res.method == "construction" and res.steps == 0 and res.coherence == 0.125
+    assert res.ratio < ebv_gen.generation.NEAR_OPTIMAL
     only = generate(1000, 100, method="mub")
     assert only.method == "mub" and only.steps == 0 and only.coherence == 0.125
+
+
+def test_construction_method_returns_the_best_known_frame():
+    res = generate(19, 5, method="construction")
+    assert res.method == "construction" and res.steps == 0
+    assert res.coherence == pytest.approx(0.5, abs=1e-15)
+    assert res.extra["construction"]["name"] == "root_system(D5)"
+    far = generate(40, 3, method="construction", mode="sphere")  # nothing better than a polygon
+    assert far.extra["construction"]["family"] == "polygon" and far.coherence < 1
 
 
 def test_same_seed_same_bytes_and_other_seed_differs():
@@ -126,10 +144,11 @@ def test_time_budget_only_stops_in_time():
     assert res.coherence >= res.lower_bound
 
 
-def test_should_stop_marks_interrupted():
+@pytest.mark.parametrize("num", [50, 3000])  # the multi-start search, one large run
+def test_should_stop_marks_interrupted(num):
     n = []
-    res = generate(50, 5, steps=10_000, should_stop=lambda: n.append(1) or len(n) > 3)
-    assert res.interrupted and res.steps == 3
+    res = generate(num, 5, steps=10_000, should_stop=lambda: n.append(1) or len(n) > 3)
+    assert res.interrupted and res.steps <= 3
     assert "INTERRUPTED" in res.report()
 
 
@@ -181,7 +200,11 @@ def test_save_and_load_roundtrip(tmp_path):
     assert torch.equal(loaded, res.vectors)
     meta = ebv_gen.io.read_sidecar(path)
     assert meta["sha256"] == digest and meta["shape"] == [12, 4]
-    assert np.load(path).dtype == np.float32
+    assert np.load(path).dtype == np.float64 and meta["dtype"] == "float64"
+    big = generate(3000, 8, steps=2)  # N^2 d > 1e7: float32, and the sidecar says so
+    big.save(tmp_path / "big.npy")
+    assert np.load(tmp_path / "big.npy").dtype == np.float32
+    assert ebv_gen.io.read_sidecar(tmp_path / "big.npy")["dtype"] == "float32"
 
 
 @pytest.mark.parametrize(

@@ -41,21 +41,30 @@ def test_reaches_the_rankin_bound_where_the_literature_attains_it(num, n, k, d2)
     assert res.gap == pytest.approx(0.0, abs=1e-6) and res.ratio == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("num", "dim", "mu2"),
-    [(6, 3, 1 / 5), (28, 7, 1 / 9), (16, 6, 1 / 9), (20, 5, None)],
-)
+@pytest.mark.parametrize(("num", "dim", "mu2"), [(6, 3, 1 / 5), (16, 6, 1 / 9)])
 def test_k1_agrees_with_the_vector_generator_in_lines_mode(num, dim, mu2):
-    steps = 400 if mu2 is None else None  # (20, 5): no known optimum, compare a short run
-    sub = generate_subspaces(num, dim, 1, steps=steps)
-    vec = generate(num, dim, mode="lines", method="lse", steps=steps)
+    # both reach the known optimum coherence^2 = mu2 (the vector generator may get there from
+    # a structured start, so the runs themselves differ)
+    sub = generate_subspaces(num, dim, 1)
+    vec = generate(num, dim, mode="lines", method="lse")
     assert sub.min_distance**2 == pytest.approx(1 - vec.coherence**2, abs=1e-6)
-    assert sub.steps == vec.steps
-    if mu2 is not None:  # the known optimum: coherence^2 = mu2
-        assert sub.min_distance**2 == pytest.approx(1 - mu2, abs=1e-6)
-    # the same lines, up to sign: column i of X_i is +-w_i
-    cos = (sub.bases[:, :, 0].double() * vec.vectors.double()).sum(dim=1).abs()
-    assert torch.allclose(cos, torch.ones(num, dtype=torch.float64), atol=1e-5)
+    assert sub.min_distance**2 == pytest.approx(1 - mu2, abs=1e-6)
+
+
+def test_k1_packing_is_the_vector_search_in_lines_mode():
+    # the same engine: with the same seed, steps and no structured start, the lines of a k = 1
+    # packing are the vectors of the lines search, up to sign
+    from ebv_gen.search import search
+
+    def run():
+        return search(
+            20, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64,
+            device="cpu", restarts=8, steps=400, time_budget=None,
+        )  # fmt: skip
+
+    sub = generate_subspaces(20, 5, 1, steps=400, restarts=8)
+    cos = (sub.bases[:, :, 0].double() * run().Z).sum(dim=1).abs()
+    assert torch.allclose(cos, torch.ones(20, dtype=torch.float64), atol=1e-6)
 
 
 def test_orthogonal_bound_when_the_subspaces_fit_side_by_side():
@@ -73,7 +82,7 @@ def test_orthogonal_bound_when_the_subspaces_fit_side_by_side():
 
 
 def test_result_is_orthonormal_float32_and_verified_in_float64():
-    res = generate_subspaces(40, 16, 3, seed=2, steps=300)
+    res = generate_subspaces(40, 16, 3, seed=2, steps=300, restarts=8)
     assert isinstance(res, SubspaceResult)
     assert res.bases.dtype == torch.float32 and res.bases.shape == (40, 16, 3)
     assert (res.num, res.n, res.k) == (40, 16, 3)
@@ -98,13 +107,13 @@ def test_result_is_orthonormal_float32_and_verified_in_float64():
 
 
 def test_same_seed_same_bytes_other_seed_differs_and_tiles_do_not_matter():
-    a = generate_subspaces(30, 8, 2, seed=5, steps=80)
-    b = generate_subspaces(30, 8, 2, seed=5, steps=80)
-    c = generate_subspaces(30, 8, 2, seed=6, steps=80)
+    a = generate_subspaces(30, 8, 2, seed=5, steps=80, restarts=8)
+    b = generate_subspaces(30, 8, 2, seed=5, steps=80, restarts=8)
+    c = generate_subspaces(30, 8, 2, seed=6, steps=80, restarts=8)
     assert a.bases.numpy().tobytes() == b.bases.numpy().tobytes()
     assert a.bases.numpy().tobytes() != c.bases.numpy().tobytes()
     # 3 subspaces per tile instead of all 30 in one: same optimisation up to rounding
-    t = generate_subspaces(30, 8, 2, seed=5, steps=80, tile=6)
+    t = generate_subspaces(30, 8, 2, seed=5, steps=80, tile=6, restarts=8)
     assert t.min_distance == pytest.approx(a.min_distance, abs=1e-9)
 
 
@@ -143,7 +152,11 @@ def test_bad_input_names_the_argument(kwargs, exc, needle):
         generate_subspaces(num, n, k, **args)
 
 
-def test_interrupt_checkpoint_and_resume(tmp_path):
+@pytest.mark.parametrize(
+    ("num", "exact"),
+    [(130, True), (30, False)],  # one run (N k n > 2048): exact resume; multi-start: by round
+)
+def test_interrupt_checkpoint_and_resume(tmp_path, num, exact):
     ckpt = tmp_path / "p.ckpt.pt"
     calls = []
 
@@ -152,16 +165,18 @@ def test_interrupt_checkpoint_and_resume(tmp_path):
         return len(calls) > 40
 
     first = generate_subspaces(
-        30, 8, 2, steps=120, checkpoint_path=ckpt, checkpoint_every=1e9, should_stop=stop_after_40
+        num, 8, 2, steps=120, checkpoint_path=ckpt, checkpoint_every=1e9, should_stop=stop_after_40
     )
-    assert first.interrupted and first.steps == 40 and ckpt.exists()
+    assert first.interrupted and 38 <= first.steps <= 40 and ckpt.exists()
     with pytest.raises(ValueError, match="cannot resume .* k=2, this run has k=3"):
-        generate_subspaces(30, 8, 3, steps=120, checkpoint_path=ckpt, resume=True)
-    done = generate_subspaces(30, 8, 2, steps=120, checkpoint_path=ckpt, resume=True)
+        generate_subspaces(num, 8, 3, steps=120, checkpoint_path=ckpt, resume=True)
+    done = generate_subspaces(num, 8, 2, steps=120, checkpoint_path=ckpt, resume=True)
     assert not done.interrupted and done.steps == 120
-    assert done.extra["resumed_from_step"] == 40 and not ckpt.exists()
-    whole = generate_subspaces(30, 8, 2, steps=120)
-    assert done.min_distance == pytest.approx(whole.min_distance, abs=1e-9)
+    assert done.extra["resumed_from_step"] == first.steps and not ckpt.exists()
+    assert done.min_distance >= first.min_distance - 1e-6  # nothing of the first part is lost
+    if exact:
+        whole = generate_subspaces(num, 8, 2, steps=120)
+        assert done.min_distance == pytest.approx(whole.min_distance, abs=1e-9)
 
 
 def test_save_writes_npy_and_sidecar_that_heads_and_verify_accept(tmp_path):
