@@ -265,16 +265,20 @@ def polygon(num: int, mode: str = "sphere", *, dtype=None, device=None) -> torch
     return _out(np.stack([np.cos(ang), np.sin(ang)], axis=1), dtype, device)
 
 
-def _max_pair_first(rows: np.ndarray) -> np.ndarray:
-    """Reorder (and re-sign) ``rows`` so that rows 0 and 1 have the largest signed inner
-    product of row 0 with any other, and it is positive: then every prefix of two or more
-    rows attains the coherence of a root system (all of whose roots look alike)."""
+def _max_pair_first(rows: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Reorder ``rows`` so that rows 0 and 1 have the largest inner product of row 0 with any
+    other: then every prefix of two or more rows attains the coherence of a frame all of whose
+    rows look alike (root systems, the icosahedron).
+
+    ``signed=False`` (lines): the largest ``|<r_0, r_j>|``, and row 1 re-signed to make it
+    positive; ``signed=True`` (points): the largest signed inner product, no sign change.
+    """
     g = rows[1:] @ rows[0]
-    j = 1 + int(np.argmax(np.abs(g)))
-    sign = 1.0 if g[j - 1] > 0 else -1.0
+    j = 1 + int(np.argmax(g if signed else np.abs(g)))
     order = [0, j] + [k for k in range(1, len(rows)) if k != j]
     out = rows[order].copy()
-    out[1] *= sign
+    if not signed and g[j - 1] < 0:
+        out[1] *= -1.0
     return out
 
 
