@@ -38,7 +38,7 @@ import torch
 
 from . import constructions as _c
 from ._finite_fields import prime_power
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_dtype, check_int
 from .bounds import lower_bound
 from .designs import devore_frame, hadamard, hadamard_order, steiner_etf, steiner_etf_size
 from .mubs import embedded_mubs, mub_coherence, punctured_mub_coherence, punctured_mubs
@@ -112,8 +112,9 @@ class Candidate:
     def build(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
         """The frame: ``(num, dim)`` unit rows, float64 unless ``dtype`` says otherwise, built
         on ``device`` where the construction allows (the ``±1`` families build there)."""
-        out = self._make(self.num, self.dim, dtype or torch.float64, device)
-        return out.to(dtype=dtype or torch.float64, device=device)
+        dtype = check_dtype("dtype", dtype)
+        out = self._make(self.num, self.dim, dtype, device)
+        return out.to(dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import jacobsthal_matrix, prime_power
-from ._validation import check_choice, check_int, check_tensor
+from ._validation import check_choice, check_dtype, check_int, check_tensor
 
 __all__ = [
     "clebsch_etf",
@@ -60,7 +60,8 @@ __all__ = [
 
 def _out(x: np.ndarray, dtype: torch.dtype | None, device) -> torch.Tensor:
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype or torch.float64, device=device)
+    dtype = check_dtype("dtype", dtype)
+    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype, device=device)
 
 
 def _frame_from_gram(gram: np.ndarray, dim: int) -> np.ndarray:
@@ -382,6 +383,7 @@ def known_optimal(
     num = check_int("num", num, minimum=2)
     dim = check_int("dim", dim, minimum=1)
     mode = check_choice("mode", mode, ("lines", "sphere"))
+    dtype = check_dtype("dtype", dtype)
     for cand in frame_candidates(num, dim, mode):
         if not cand.optimal:
             continue
@@ -390,5 +392,5 @@ def known_optimal(
             mu = coherence(frame, mode=mode)
             if abs(mu - cand.bound) > 1e-12:  # pragma: no cover - guards the catalog
                 continue
-        return frame.to(dtype=dtype or torch.float64, device=device)
+        return frame.to(dtype=dtype, device=device)
     return None

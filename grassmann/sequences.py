@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import gf2_log_tables, subfield_trace
-from ._validation import check_int
+from ._validation import check_dtype, check_int
 
 __all__ = ["TraceCode", "dual_bch", "gold", "kasami", "trace_code"]
 
@@ -278,7 +278,8 @@ def _family_frame(code: TraceCode, num, extended: bool, dtype, device) -> torch.
             f"num={num} exceeds the {code.family} family of m={code.m}: at most {code.size} "
             f"vectors ({code.classes()} classes of 2^m = {1 << code.m})"
         )
-    out = torch.empty(num, code.dim(extended), dtype=dtype or torch.float64, device=device)
+    dtype = check_dtype("dtype", dtype)
+    out = torch.empty(num, code.dim(extended), dtype=dtype, device=device)
     _fill(code, out, extended)
     return out
 

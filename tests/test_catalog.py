@@ -171,6 +171,12 @@ def test_invalid_arguments_raise():
         frame_candidates(5, 3, "cube")
     with pytest.raises(TypeError, match="num must be an integer"):
         frame_candidates(5.0, 3)
+    # a non-floating dtype would round the unit vectors to integers (zeros, or +-1 rows)
+    for num, dim in ((200, 32), (20, 5), (100, 16)):
+        with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
+            frame_candidates(num, dim)[0].build(dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype, got 'float32'"):
+        frame_candidates(20, 5)[0].build(dtype="float32")
 
 
 def test_bench_frames_runs_on_a_small_size(monkeypatch, capsys):

@@ -264,6 +264,8 @@ def test_invalid_arguments_raise():
         gold(5, 0)
     with pytest.raises(TypeError, match="m must be an integer"):
         gold(5.0)
+    with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int32"):
+        gold(5, 10, dtype=torch.int32)
     with pytest.raises(ValueError, match="family must be one of"):
         trace_code("bent", 6)
     with pytest.raises(ValueError, match="num must be <= 1024"):
