@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_dtype",
     "check_finite",
     "check_float",
     "check_int",
@@ -91,6 +92,23 @@ def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         choices = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {choices}, got {_show(value)}")
+    return value
+
+
+def check_dtype(name: str, value: Any, default: torch.dtype = torch.float64) -> torch.dtype:
+    """Return ``value`` (``default`` when it is ``None``) after checking that it is a real
+    floating ``torch.dtype``: frames of unit vectors in an integer dtype would be rounded."""
+    if value is None:
+        return default
+    if not isinstance(value, torch.dtype):
+        raise TypeError(
+            f"{name} must be a torch.dtype, got {_show(value)} ({type(value).__name__})"
+        )
+    if not value.is_floating_point or value.is_complex:
+        raise TypeError(
+            f"{name} must be a real floating dtype (torch.float16, torch.bfloat16, "
+            f"torch.float32, torch.float64), got {value}"
+        )
     return value
 
 

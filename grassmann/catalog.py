@@ -34,16 +34,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
 import torch
 
 from . import constructions as _c
 from ._finite_fields import prime_power
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_dtype, check_int
 from .bounds import lower_bound
 from .designs import devore_frame, hadamard, hadamard_order, steiner_etf, steiner_etf_size
 from .mubs import embedded_mubs, mub_coherence, punctured_mub_coherence, punctured_mubs
-from .sequences import TraceCode, _fill, trace_code
+from .sequences import TraceCode, _family_frame, _fill, trace_code
 
 __all__ = ["Candidate", "frame_candidates"]
 
@@ -113,8 +112,9 @@ class Candidate:
     def build(self, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
         """The frame: ``(num, dim)`` unit rows, float64 unless ``dtype`` says otherwise, built
         on ``device`` where the construction allows (the ``±1`` families build there)."""
-        out = self._make(self.num, self.dim, dtype or torch.float64, device)
-        return out.to(dtype=dtype or torch.float64, device=device)
+        dtype = check_dtype("dtype", dtype)
+        out = self._make(self.num, self.dim, dtype, device)
+        return out.to(dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -147,15 +147,13 @@ def _padded(frame_fn: Callable[..., torch.Tensor]) -> Maker:
 
 
 def _prefix(full: Callable[[], torch.Tensor], signed: bool = False) -> Maker:
-    """A maker taking the first ``num`` rows of a small fixed frame, after putting a pair that
-    attains its coherence first (so that every prefix of two or more rows attains it)."""
+    """A maker taking the first ``num`` rows of a small fixed frame whose rows all look alike,
+    after putting a pair that attains its coherence first (so that every prefix of two or more
+    rows attains it; :func:`grassmann.constructions._max_pair_first`)."""
 
     def frame_fn(num, dtype, device):
-        rows = full().numpy()
-        g = rows[1:] @ rows[0]
-        j = 1 + int(np.argmax(g if signed else np.abs(g)))
-        order = [0, j] + [k for k in range(1, len(rows)) if k != j]
-        return torch.as_tensor(rows[order][:num], dtype=dtype, device=device)
+        rows = _c._max_pair_first(full().numpy(), signed=signed)
+        return torch.as_tensor(rows[:num], dtype=dtype, device=device)
 
     return _padded(frame_fn)
 
@@ -586,7 +584,7 @@ def _sphere_specs(num: int, dim: int) -> list[_Spec]:
                     own,
                     code.size,
                     mu,
-                    _padded(lambda n, dt, dev, code=code: _trace_rows(code, n, dt, dev)),
+                    _padded(lambda n, dt, dev, code=code: _family_frame(code, n, False, dt, dev)),
                 )
             )
     # the punctured Kerdock set: signed max (2^(m/2) - 1)/(2^m - 1) beyond one basis
@@ -622,12 +620,6 @@ def _sphere_specs(num: int, dim: int) -> list[_Spec]:
                     )
                 )
     return specs
-
-
-def _trace_rows(code: TraceCode, num: int, dtype, device) -> torch.Tensor:
-    out = torch.empty(num, code.dim(False), dtype=dtype, device=device)
-    _fill(code, out, False)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

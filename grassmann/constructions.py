@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import jacobsthal_matrix, prime_power
-from ._validation import check_choice, check_int, check_tensor
+from ._validation import check_choice, check_dtype, check_int, check_tensor
 
 __all__ = [
     "clebsch_etf",
@@ -60,7 +60,8 @@ __all__ = [
 
 def _out(x: np.ndarray, dtype: torch.dtype | None, device) -> torch.Tensor:
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype or torch.float64, device=device)
+    dtype = check_dtype("dtype", dtype)
+    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype, device=device)
 
 
 def _frame_from_gram(gram: np.ndarray, dim: int) -> np.ndarray:
@@ -265,16 +266,20 @@ def polygon(num: int, mode: str = "sphere", *, dtype=None, device=None) -> torch
     return _out(np.stack([np.cos(ang), np.sin(ang)], axis=1), dtype, device)
 
 
-def _max_pair_first(rows: np.ndarray) -> np.ndarray:
-    """Reorder (and re-sign) ``rows`` so that rows 0 and 1 have the largest signed inner
-    product of row 0 with any other, and it is positive: then every prefix of two or more
-    rows attains the coherence of a root system (all of whose roots look alike)."""
+def _max_pair_first(rows: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Reorder ``rows`` so that rows 0 and 1 have the largest inner product of row 0 with any
+    other: then every prefix of two or more rows attains the coherence of a frame all of whose
+    rows look alike (root systems, the icosahedron).
+
+    ``signed=False`` (lines): the largest ``|<r_0, r_j>|``, and row 1 re-signed to make it
+    positive; ``signed=True`` (points): the largest signed inner product, no sign change.
+    """
     g = rows[1:] @ rows[0]
-    j = 1 + int(np.argmax(np.abs(g)))
-    sign = 1.0 if g[j - 1] > 0 else -1.0
+    j = 1 + int(np.argmax(g if signed else np.abs(g)))
     order = [0, j] + [k for k in range(1, len(rows)) if k != j]
     out = rows[order].copy()
-    out[1] *= sign
+    if not signed and g[j - 1] < 0:
+        out[1] *= -1.0
     return out
 
 
@@ -378,6 +383,7 @@ def known_optimal(
     num = check_int("num", num, minimum=2)
     dim = check_int("dim", dim, minimum=1)
     mode = check_choice("mode", mode, ("lines", "sphere"))
+    dtype = check_dtype("dtype", dtype)
     for cand in frame_candidates(num, dim, mode):
         if not cand.optimal:
             continue
@@ -386,5 +392,5 @@ def known_optimal(
             mu = coherence(frame, mode=mode)
             if abs(mu - cand.bound) > 1e-12:  # pragma: no cover - guards the catalog
                 continue
-        return frame.to(dtype=dtype or torch.float64, device=device)
+        return frame.to(dtype=dtype, device=device)
     return None

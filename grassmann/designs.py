@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import field_tables, jacobsthal_matrix, prime_power
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_dtype, check_int
 
 __all__ = [
     "devore_frame",
@@ -221,7 +221,7 @@ def steiner_etf(
     inc, b = _steiner_system(v, design)
     r = inc.shape[1]
     points = -(-num // (r + 1))
-    dtype = dtype or torch.float64
+    dtype = check_dtype("dtype", dtype)
     flat = hadamard(r + 1, dtype=dtype, device=device)[:, 1:] / math.sqrt(r)  # (r + 1, r)
     out = torch.zeros(points, r + 1, b, dtype=dtype, device=device)
     cols = torch.as_tensor(inc[:points], device=out.device)[:, None, :].expand(-1, r + 1, r)
@@ -274,7 +274,7 @@ def devore_frame(
     vals = np.broadcast_to(coeffs[:, degree, None], (num, q))
     for i in range(degree - 1, -1, -1):  # Horner: f(x) = (... c_r x + c_{r-1}) x + ...
         vals = add[mul[vals, xs[None, :]], coeffs[:, i, None]]
-    out = torch.zeros(num, q * q, dtype=dtype or torch.float64, device=device)
+    out = torch.zeros(num, q * q, dtype=check_dtype("dtype", dtype), device=device)
     cols = torch.as_tensor(xs[None, :] * q + vals, device=out.device)
     out.scatter_(1, cols, 1.0 / math.sqrt(q))
     return out

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import gf2_field
-from ._validation import check_int
+from ._validation import check_dtype, check_int
 
 __all__ = [
     "embedded_mubs",
@@ -120,7 +120,8 @@ def _bases(d: int, count: int) -> np.ndarray:
 
 
 def _out(x: np.ndarray, dtype: torch.dtype | None, device) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype or torch.float64, device=device)
+    dtype = check_dtype("dtype", dtype)
+    return torch.as_tensor(x, dtype=torch.float64).to(dtype=dtype, device=device)
 
 
 def real_mubs(

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from ._finite_fields import gf2_log_tables, subfield_trace
-from ._validation import check_int
+from ._validation import check_dtype, check_int
 
 __all__ = ["TraceCode", "dual_bch", "gold", "kasami", "trace_code"]
 
@@ -278,7 +278,8 @@ def _family_frame(code: TraceCode, num, extended: bool, dtype, device) -> torch.
             f"num={num} exceeds the {code.family} family of m={code.m}: at most {code.size} "
             f"vectors ({code.classes()} classes of 2^m = {1 << code.m})"
         )
-    out = torch.empty(num, code.dim(extended), dtype=dtype or torch.float64, device=device)
+    dtype = check_dtype("dtype", dtype)
+    out = torch.empty(num, code.dim(extended), dtype=dtype, device=device)
     _fill(code, out, extended)
     return out
 
@@ -329,9 +330,11 @@ def kasami(
     Large set (``2^{5m/2}`` vectors): the small set plus the decimation by ``2^{m/2+1} + 1``;
     the first ``2^{3m/2}`` rows are the small set, beyond that the coherence is
     ``(2^{m/2+1} + 1) / (2^m - 1)`` (punctured) or ``2^{-(m-2)/2}`` (extended) (Kasami 1969;
-    Helleseth & Kumar 1998, for ``m = 2 (mod 4)``; for ``m = 0 (mod 4)`` the least rank
-    ``m - 2`` is checked by exhaustive Walsh spectra, in the tests for ``m = 4, 8`` and once for
-    ``m = 12``, as for ``m = 6, 10``).
+    Helleseth & Kumar 1998). The least rank ``m - 2`` holds for every even ``m = 2k``, ``0`` and
+    ``2 (mod 4)`` alike: the form ``Tr(a x^{2^{k+1}+1}) + Tr_1^k(c x^{2^k+1})`` has alternating
+    form ``Tr(y L(x))`` with ``L(x)^{2^{k+1}} = a^{2^{k+1}} x^4 + c^2 x^2 + a x``, a linearised
+    polynomial of degree 4 (kernel of dimension ``<= 2``), and ``a = 1, c = 0`` attains it
+    (kernel ``GF(4)``). The tests check the ranks exhaustively for ``m = 4, 6, 8, 10``.
 
     Raises
     ------

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grassmann import coherence, frame_candidates, known_optimal, lower_bound
 
@@ -72,6 +74,22 @@ def test_stated_coherence_equals_the_built_frames(num, dim, mode):
 def test_stated_coherence_equals_the_built_frame_of_larger_families(num, dim, mode, family):
     cand = next(c for c in frame_candidates(num, dim, mode) if c.family == family)
     _check(cand, num, dim, mode)
+
+
+@given(
+    num=st.integers(2, 400),
+    dim=st.integers(1, 48),
+    mode=st.sampled_from(["lines", "sphere"]),
+)
+def test_every_candidate_of_any_size_builds_with_its_stated_coherence(num, dim, mode):
+    # beyond the hand-picked sizes: whatever (N, d) the catalog is asked, each entry builds
+    # (N, d) unit rows whose float64 coherence is the stated one, and the list is sorted
+    cands = frame_candidates(num, dim, mode)
+    assert cands
+    mus = [round(c.coherence, 12) for c in cands]
+    assert mus == sorted(mus)
+    for cand in cands:
+        _check(cand, num, dim, mode)
 
 
 def test_sorted_best_first_one_entry_per_family():
@@ -171,6 +189,12 @@ def test_invalid_arguments_raise():
         frame_candidates(5, 3, "cube")
     with pytest.raises(TypeError, match="num must be an integer"):
         frame_candidates(5.0, 3)
+    # a non-floating dtype would round the unit vectors to integers (zeros, or +-1 rows)
+    for num, dim in ((200, 32), (20, 5), (100, 16)):
+        with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
+            frame_candidates(num, dim)[0].build(dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype, got 'float32'"):
+        frame_candidates(20, 5)[0].build(dtype="float32")
 
 
 def test_bench_frames_runs_on_a_small_size(monkeypatch, capsys):

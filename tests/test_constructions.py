@@ -159,3 +159,5 @@ def test_invalid_arguments_raise():
         constructions.root_system("A", 5)
     with pytest.raises(ValueError, match="n must be <= 8"):
         constructions.triangular_lines(9)
+    with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
+        constructions.root_system("D", 4, dtype=torch.int64)

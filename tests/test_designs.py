@@ -80,5 +80,9 @@ def test_invalid_arguments_raise():
         devore_frame(5, 5)
     with pytest.raises(ValueError, match="num must be <= 125"):
         devore_frame(5, 2, 126)
+    with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
+        devore_frame(5, 2, dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
+        steiner_etf(8, dtype=torch.int64)
     assert math.isclose(steiner_etf_size(32)[2], 1 / 31)
     assert steiner_etf_size(6) is None and steiner_etf_size(9, "triples") is None

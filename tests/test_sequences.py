@@ -106,6 +106,76 @@ def test_least_rank_of_every_level_matches_the_theory(family, m):
         assert peaks[1 : code.classes(level)].max() == 1 << (m - rank // 2)
 
 
+def _gf2_rank(rows: np.ndarray) -> np.ndarray:
+    """Ranks over GF(2) of a batch of ``m x m`` matrices, rows as bit masks: ``(B, m)``."""
+    rows = rows.copy()
+    idx = np.arange(len(rows))
+    rank = np.zeros(len(rows), dtype=np.int64)
+    for bit in range(rows.shape[1]):
+        has_bit = (rows >> bit) & 1 == 1
+        found = has_bit.any(axis=1)
+        pivot = np.argmax(has_bit, axis=1)
+        prow = rows[idx, pivot]
+        has_bit[idx, pivot] = False
+        rows = np.where(has_bit & found[:, None], rows ^ prow[:, None], rows)
+        rows[idx[found], pivot[found]] = 0
+        rank += found
+    return rank
+
+
+def _alternating_forms(m: int, components) -> np.ndarray:
+    """The alternating forms ``B(x, y) = Q(x + y) + Q(x) + Q(y)`` of all ``Q = sum_j
+    Tr_1^{k_j}(c_j x^{e_j})``, as ``(2^(sum k_j), m)`` bit-mask rows in the polynomial basis
+    (``c`` in the order of its bits over the GF(2)-bases ``beta_j^i``). Field arithmetic from a
+    shift register of the primitive polynomial, independent of the package's tables."""
+    n = (1 << m) - 1
+    poly = primitive_polynomial_gf2(m)
+    exp = np.empty(n, dtype=np.int64)
+    v = 1
+    for t in range(n):
+        exp[t] = v
+        v = (v << 1) ^ (poly if v >> (m - 1) & 1 else 0)
+    log = np.zeros(1 << m, dtype=np.int64)
+    log[exp] = np.arange(n)
+
+    def mul(a, b):
+        return np.where((a == 0) | (b == 0), 0, exp[(log[a] + log[b]) % n])
+
+    basis = 1 << np.arange(m)
+    points = np.concatenate([basis, (basis[:, None] ^ basis[None, :]).ravel()])
+    forms = np.zeros((1, m), dtype=np.int64)
+    for e, k in components:
+        xe = np.where(points == 0, 0, exp[(log[points] * e) % n])
+        for i in range(k):  # c = beta^i, beta = alpha^(n / (2^k - 1)) primitive in GF(2^k)
+            y = mul(np.full_like(xe, exp[(i * (n // ((1 << k) - 1))) % n]), xe)
+            q = np.zeros_like(y)
+            for _ in range(k):  # Tr_1^k(y) = y + y^2 + ... + y^(2^(k-1)), in GF(2)
+                q ^= y
+                y = mul(y, y)
+            assert set(np.unique(q)) <= {0, 1}
+            b = q[m:].reshape(m, m) ^ q[:m, None] ^ q[None, :m]
+            new = (b << np.arange(m)).sum(axis=1)
+            forms = np.concatenate([forms, forms ^ new])
+    return forms
+
+
+@pytest.mark.parametrize(
+    ("family", "m"),
+    [("gold", 9), ("kasami_small", 10), ("kasami_large", 8), ("kasami_large", 10)]
+    + [("dual_bch", 7)],
+)
+def test_least_rank_of_every_level_from_the_alternating_forms(family, m):
+    # the ranks of the theory, by GF(2) elimination on every alternating form of the family
+    # (2^15 of them for the large Kasami set, m = 10), for sizes whose frames are too large to
+    # build: m = 8 and 10 are the large Kasami sets for m = 0 and 2 (mod 4)
+    code = trace_code(family, m)
+    ranks = _gf2_rank(_alternating_forms(m, code.components))
+    assert ranks[0] == 0 and len(ranks) == code.classes()
+    assert np.all(ranks[1:] % 2 == 0) and ranks[1:].min() == code.ranks[-1]
+    for level, rank in enumerate(code.ranks, start=1):
+        assert ranks[1 : code.classes(level)].min() == rank
+
+
 def _prefixes(code, extended):
     per = 1 << code.m
     sizes = {2, per, per + 1, code.size}
@@ -194,6 +264,8 @@ def test_invalid_arguments_raise():
         gold(5, 0)
     with pytest.raises(TypeError, match="m must be an integer"):
         gold(5.0)
+    with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int32"):
+        gold(5, 10, dtype=torch.int32)
     with pytest.raises(ValueError, match="family must be one of"):
         trace_code("bent", 6)
     with pytest.raises(ValueError, match="num must be <= 1024"):
