@@ -23,12 +23,8 @@ from grassmann.npyio import InvalidContentError, UnusableFileError
 
 
 @pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """Tiny tensors: one intra-op thread is fastest and immune to a loaded CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_cpu_thread(one_cpu_thread):
+    """Tiny tensors: one intra-op thread for every test here (conftest's one_cpu_thread)."""
 
 
 def _haar(c: int, n: int, k: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
