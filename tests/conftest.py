@@ -1,4 +1,5 @@
-"""Shared fixtures: devices (CUDA skipped cleanly when absent), dtypes, hypothesis profiles."""
+"""Shared fixtures: devices (CUDA skipped cleanly when absent), dtypes, one CPU thread,
+hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -42,6 +43,18 @@ def device(request) -> torch.device:
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request) -> torch.dtype:
     return request.param
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """One intra-op CPU thread for the test. Loops of tiny products (optimiser runs on 10 x 3
+    matrices) are fastest on one thread, and immune to a loaded machine: with two threads each
+    small kernel waits for the other thread to be scheduled (measured: 5-30x slower on a 2-core
+    machine running other jobs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tol(dtype: torch.dtype) -> float:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ from ebv_gen.optimize import (
     surrogate_grad,
     threshold_descent,
 )
+from tests._memory import peak_rss_added
 
 
 def _dense_similarity(Z: torch.Tensor, block: int, mode: str) -> torch.Tensor:
@@ -206,68 +205,24 @@ def test_best_threshold_bisects_to_a_reachable_threshold():
     assert min(r.coherence for r in trials) <= run.coherence
 
 
-# Peak memory of a call, measured in a fresh child process. Not resource.ru_maxrss: on Linux a
-# child started by subprocess (fork/vfork + exec) inherits the parent's high-water mark through
-# exec, so in a full pytest run it reports pytest's own ~1 GB, whatever the code under test
-# does. The kernel's per-process VmHWM (/proc/self/status) belongs to the new address space of
-# the exec'ed child, and writing "5" to /proc/self/clear_refs resets it to the current RSS
-# (Linux >= 4.0), so "reset, call, read VmHWM" is the peak resident memory the call added. The
-# child first runs the same call at a small size, so that lazily loaded library code and
-# thread pools are not counted, and checks that the probe sees a known 200 MB allocation.
-_PEAK_RSS_CHILD = """
-import torch
-from ebv_gen.optimize import minimize_coherence, random_start
-
-
-def vm_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-
-
-def reset_peak():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return vm_kib("VmHWM")
-
-
-g = torch.Generator().manual_seed(0)
-minimize_coherence(random_start(1, 2048, 16, generator=g), steps=1, tile=1024)  # warm-up
-base = reset_peak()
-probe = torch.ones(50_000_000)  # 200 MB, touched
-del probe
-probe_kib = vm_kib("VmHWM") - base
-Z0 = random_start(1, 20000, 16, generator=g)
-base = reset_peak()
-res = minimize_coherence(Z0, steps=1, tile=1024)
-print(probe_kib * 1024, (vm_kib("VmHWM") - base) * 1024, res.steps)
-"""
-
-
-def _can_reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_reset_peak_rss(), reason="needs Linux /proc/self/clear_refs")
 def test_no_quadratic_memory_for_large_n():
     """N = 20000, d = 16: a Gram matrix would need N^2 * 4 = 1.6 GB; one step must not.
 
-    What the call adds to the peak resident memory of a fresh process (see _PEAK_RSS_CHILD),
+    What the call adds to the peak resident memory of a fresh process (tests/_memory.py),
     independent of what the test runner holds: O(N d + tile^2) plus the allocator's slack,
     measured 14-71 MB over eight runs (2 threads).
     """
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS_CHILD], capture_output=True, text=True, check=True
+    added, steps = peak_rss_added(
+        setup="""
+            import torch
+            from ebv_gen.optimize import minimize_coherence, random_start
+            g = torch.Generator().manual_seed(0)
+            minimize_coherence(random_start(1, 2048, 16, generator=g), steps=1, tile=1024)
+            Z0 = random_start(1, 20000, 16, generator=g)
+        """,
+        call="minimize_coherence(Z0, steps=1, tile=1024).steps",
     )
-    probe, added, steps = (int(x) for x in out.stdout.split())
     assert steps == 1
-    assert probe > 190e6, probe  # the probe sees memory: 200 MB were allocated and freed
     n2 = 20000**2 * 4
     assert added < 0.1 * n2, added  # 160 MB, a tenth of one Gram matrix
