@@ -488,9 +488,10 @@ def minimize_coherence(
         ``"lines"`` or ``"sphere"`` (``k = 1`` only).
     steps, time_budget
         Stop after this many steps and/or seconds. The schedule's progress is
-        ``p = step / steps`` when ``steps`` is given (deterministic), else
-        ``elapsed / time_budget``; with both, ``steps`` drives the schedule and the time budget
-        only caps it. At least one is required.
+        ``p = step / steps`` when only ``steps`` is given (deterministic),
+        ``elapsed / time_budget`` when only the time budget is, and the larger of the two with
+        both: the schedule runs to its end by whichever budget ends first (a run cut short by
+        the clock is still fully sharpened). At least one is required.
     lr
         ``(start, end)`` step size, decayed geometrically with ``p``: the rotation (radians)
         of the point with the largest gradient in one step.
@@ -641,9 +642,9 @@ def _run(
         history_every = max(1, (steps or 2000) // 200)
 
     def progress(elapsed_now: float) -> float:
-        if steps is not None:
-            return step / max(steps, 1)
-        return elapsed_now / max(time_budget, 1e-9)
+        by_clock = 0.0 if time_budget is None else elapsed_now / max(time_budget, 1e-9)
+        by_steps = 0.0 if steps is None else step / max(steps, 1)
+        return max(by_steps, by_clock)
 
     def snapshot() -> dict[str, Any]:
         return {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,3 +262,15 @@ def test_memory_is_checked_before_a_closed_form_is_built(monkeypatch):
     monkeypatch.setattr(generation, "available_memory", lambda device: 1 << 20)
     with pytest.raises(ValueError, match=r"num=2000, dim=2000 needs about .* GiB on cpu"):
         ebv_gen.generate(2000, 2000)
+
+
+def test_bench_tables_runs_on_one_case(monkeypatch, capsys):
+    # the benchmark script cannot rot: one entry of Sloane's table, a short budget
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    table = root.parents[1] / "shared" / "reference"
+    if not (table / "line_packings_d3_d8.csv").exists():
+        pytest.skip("Sloane's table is not beside the repository")
+    bench = runpy.run_path(str(root / "bench_tables.py"), run_name="bench_tables")
+    assert bench["main"](["--cases", "1", "--dims", "3", "--budget", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Sloane's line packings: 1 cases, matched to 1e-06: 1 (100.0%)" in out

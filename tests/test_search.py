@@ -8,9 +8,16 @@ import pytest
 import torch
 
 import grassmann
-from ebv_gen.search import MAX_ROUND_SIZE, REFINE_STEPS, ROUND_STEPS, multistart, round_size
+from ebv_gen.search import (
+    MAX_ROUND_SIZE,
+    MIN_ROUND_SIZE,
+    REFINE_STEPS,
+    multistart,
+    round_size,
+    round_steps,
+)
 
-ONE_ROUND = ROUND_STEPS + REFINE_STEPS
+ONE_ROUND = round_steps(14) + REFINE_STEPS
 
 
 def run(seed: int = 0, **kw):
@@ -45,7 +52,7 @@ def test_a_structured_start_can_win_and_is_named():
         19,
         5,
         generator=torch.Generator().manual_seed(0),
-        steps=ONE_ROUND,
+        steps=round_steps(19) + REFINE_STEPS,
         restarts=8,
         structured=[(roots.name, roots.build())],
     )
@@ -86,11 +93,12 @@ def test_a_target_stops_the_search():
     assert res.rounds == 1
 
 
-def test_round_size_follows_the_work_per_step():
+def test_rounds_grow_longer_and_narrower_with_the_packing():
+    assert round_steps(10) == 300 and round_steps(40) == 1000 and round_steps(1000) == 2500
     assert round_size(14, 3) == MAX_ROUND_SIZE
-    assert round_size(1000, 100) == 1
-    assert 1 < round_size(200, 16) < MAX_ROUND_SIZE
-    assert round_size(100, 8, block=2) == round_size(200, 8)
+    assert round_size(1000, 100) == MIN_ROUND_SIZE
+    assert MIN_ROUND_SIZE < round_size(200, 8) < MAX_ROUND_SIZE
+    assert round_size(50, 8, block=2) <= round_size(50, 8)
 
 
 def test_neither_steps_nor_time_budget_is_an_error():

@@ -112,9 +112,10 @@ def test_same_seed_same_bytes_other_seed_differs_and_tiles_do_not_matter():
     c = generate_subspaces(30, 8, 2, seed=6, steps=80, restarts=8)
     assert a.bases.numpy().tobytes() == b.bases.numpy().tobytes()
     assert a.bases.numpy().tobytes() != c.bases.numpy().tobytes()
-    # 3 subspaces per tile instead of all 30 in one: same optimisation up to rounding
+    # 3 subspaces per tile instead of all 30 in one: same optimisation up to rounding (the
+    # exploration runs in float32, so up to float32's rounding over 80 steps)
     t = generate_subspaces(30, 8, 2, seed=5, steps=80, tile=6, restarts=8)
-    assert t.min_distance == pytest.approx(a.min_distance, abs=1e-9)
+    assert t.min_distance == pytest.approx(a.min_distance, abs=1e-5)
 
 
 def test_to_bases_is_the_row_layout_of_the_engine():
