@@ -53,7 +53,9 @@ from scipy.optimize import linprog
 
 from grassmann._validation import check_choice, check_float, check_int, check_tensor
 
-from .optimize import DEFAULT_TILE, MODES, _cpu_threads_for, near_max_pairs, project, retract
+from .kernels import DEFAULT_TILE, MODES, near_max_pairs
+from .optimize import _cpu_threads_for
+from .product import project, retract
 
 __all__ = ["FinishResult", "minimax_finish"]
 

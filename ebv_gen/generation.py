@@ -14,14 +14,12 @@ import grassmann
 from grassmann._validation import check_choice, check_float, check_int
 
 from .io import checkpoint_writer, resume_checkpoint
-from .optimize import (
-    DEFAULT_TILE,
-    random_start,
-    threshold_descent,
-)
+from .kernels import DEFAULT_TILE
 from .options import check_run_options
+from .product import random_start
 from .result import EBVResult
 from .search import default_search_steps, is_small, search, search_restarts
+from .threshold import threshold_descent
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -32,14 +32,9 @@ from typing import Any
 import torch
 
 from .finish import minimax_finish
-from .optimize import (
-    DEFAULT_TILE,
-    default_restarts,
-    default_steps,
-    minimize_coherence,
-    random_start,
-    retract,
-)
+from .kernels import DEFAULT_TILE
+from .optimize import default_restarts, default_steps, minimize_coherence
+from .product import random_start, retract
 
 __all__ = [
     "SMALL_PROBLEM",

@@ -32,7 +32,7 @@ from grassmann._validation import check_choice, check_int
 
 from .generation import _FLOAT64_WORK, check_memory, resolve_device
 from .io import checkpoint_writer, resume_checkpoint
-from .optimize import DEFAULT_TILE
+from .kernels import DEFAULT_TILE
 from .options import check_run_options
 from .result import RunRecord
 from .search import default_search_steps, is_small, search, search_restarts

@@ -226,3 +226,23 @@ def test_no_quadratic_memory_for_large_n():
     assert steps == 1
     n2 = 20000**2 * 4
     assert added < 0.1 * n2, added  # 160 MB, a tenth of one Gram matrix
+
+
+def test_optimizer_state_dict_round_trip_and_old_format_refused():
+    from ebv_gen.optimize import CoherenceAdam
+
+    Z0 = random_start(2, 12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a = CoherenceAdam(Z0)
+    for i in range(5):
+        a.step(i / 10)
+    b = CoherenceAdam(Z0)
+    b.load_state_dict(a.state_dict())
+    for i in range(5, 10):
+        a.step(i / 10)
+        b.step(i / 10)
+    assert torch.equal(a.state["Z"], b.state["Z"]) and a.state["best"] == b.state["best"]
+    old = {k: v for k, v in a.state_dict().items() if k != "format"}
+    with pytest.raises(ValueError, match="older version"):
+        b.load_state_dict(old)
+    with pytest.raises(ValueError, match="shape"):
+        CoherenceAdam(Z0[:1]).load_state_dict(a.state_dict())
