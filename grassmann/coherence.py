@@ -5,15 +5,17 @@ The Gram matrix of ``N`` rows is never formed: only its upper triangle is comput
 memory is ``O(chunk^2 + N d)``; the per-tile maxima stay on the device of the input and are
 read back once.
 
-Precision. Rows are normalised in float64 whatever the input dtype. A float64 input is searched
-in float64 directly. Any other input is searched in float32 (fast matrix products), and then
-*verified*: every tile whose float32 maximum lies within twice the rounding-error bound
-``(d + 2) u`` (``u`` the unit roundoff of the matmul precision in use: float32, TF32 or bfloat16)
-of the float32 maximum is recomputed in float64. The tile holding the true maximum is always
-among them, so the returned value equals the float64 computation on the input values upcast (up
-to the last-bit differences between two float64 matrix products). For random frames only a
-handful of tiles are recomputed; for frames whose pairs all sit at the maximum (equiangular
-frames) every tile is, and the cost is that of a float32 plus a float64 pass.
+Precision. A float64 input is normalised and searched in float64 directly. Any other input is
+normalised and searched in float32 (fast matrix products), and then *verified*: every tile whose
+float32 maximum lies within twice the rounding-error bound of the float32 maximum (``(d + 2) u``
+for the products plus ``2 (d + 2) u`` for the float32 norms, ``u`` the unit roundoff of the
+matmul precision in use: float32, TF32 or bfloat16) is revisited, and each of its pairs above
+that threshold is computed again from the input in float64 as
+``<w_i, w_j> / (||w_i|| ||w_j||)`` (the whole tile in float64 when a tile has more than 65,536
+such pairs). The pair holding the true maximum is always among them, so the returned value is
+the float64 computation on the input values upcast. For random frames a handful of pairs are
+recomputed; for frames whose pairs all sit at the maximum (equiangular frames) every tile is,
+and the cost is that of a float32 plus a float64 pass.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from ._validation import check_choice, check_finite, check_int, check_tensor
 from .bounds import lower_bound
+from .tiles import Tile, upper_tiles
 
 __all__ = [
     "CoherenceReport",
@@ -90,25 +93,6 @@ def _normalised(W: torch.Tensor, inv: torch.Tensor, dtype: torch.dtype, block: i
     return out
 
 
-def _blocks(n: int, c: int) -> list[tuple[int, int]]:
-    return [(s, min(s + c, n)) for s in range(0, n, c)]
-
-
-def _tiles(n: int, c: int, device: torch.device) -> list[tuple[int, int, int, int]]:
-    """Upper-triangular tiles ``(a0, a1, b0, b1)``: the ``c x c`` block pairs ``b >= a``.
-
-    (Row strips of 256 rows against wider column blocks, to reduce each tile while it is in
-    cache, were measured 3-4x slower on a 2-core CPU: the thin products run far below the
-    square-tile GEMM rate.)
-    """
-    r = c
-    out = []
-    for a0, a1 in _blocks(n, r):
-        for b0 in range(a0, n, c):
-            out.append((a0, a1, b0, min(b0 + c, n)))
-    return out
-
-
 def _tile_max(t: torch.Tensor, lines: bool) -> torch.Tensor:
     if lines:
         mn, mx = torch.aminmax(t)
@@ -116,19 +100,19 @@ def _tile_max(t: torch.Tensor, lines: bool) -> torch.Tensor:
     return t.max()
 
 
-def _search(rows: torch.Tensor, c: int, lines: bool):
-    """Per-tile maxima over the upper-triangular block pairs (one device tensor)."""
-    pairs = _tiles(rows.shape[0], c, rows.device)
-    buf = torch.empty(c * c, dtype=rows.dtype, device=rows.device)
+def _search(rows: torch.Tensor, tiles: list[Tile], lines: bool) -> torch.Tensor:
+    """Per-tile maxima of ``tiles`` (one device tensor; no host sync)."""
+    area = max(t.area for t in tiles)
+    buf = torch.empty(area, dtype=rows.dtype, device=rows.device)
     fill = 0.0 if lines else -2.0
     maxima = []
-    for a0, a1, b0, b1 in pairs:
-        t = buf[: (a1 - a0) * (b1 - b0)].view(a1 - a0, b1 - b0)
-        torch.mm(rows[a0:a1], rows[b0:b1].T, out=t)
-        if a0 == b0:
+    for tl in tiles:
+        t = buf[: tl.area].view(tl.i1 - tl.i0, tl.j1 - tl.j0)
+        torch.mm(rows[tl.i0 : tl.i1], rows[tl.j0 : tl.j1].T, out=t)
+        if tl.diagonal:
             t.fill_diagonal_(fill)
         maxima.append(_tile_max(t, lines))
-    return torch.stack(maxima), pairs
+    return torch.stack(maxima)
 
 
 def coherence(W: torch.Tensor, mode: str = "lines", chunk_size: int | None = None) -> float:
@@ -164,41 +148,93 @@ def coherence(W: torch.Tensor, mode: str = "lines", chunk_size: int | None = Non
         ``N < 2``, non-finite entries, a zero row, an unknown ``mode`` or ``chunk_size < 1``.
     """
     mode = check_choice("mode", mode, _MODES)
-    W, inv = _prepare(W)
-    n, d = W.shape
-    c = default_chunk_size(n, d, W.device) if chunk_size is None else chunk_size
-    c = min(check_int("chunk_size", c, minimum=1), n)
     lines = mode == "lines"
-    search_dtype = torch.float64 if W.dtype == torch.float64 else torch.float32
-    rows = _normalised(W, inv, search_dtype, c)
-    maxima, pairs = _search(rows, c, lines)
-    if search_dtype == torch.float64:
-        return float(maxima.max())
-    # verification in float64 of every tile that may hold the maximum
+    if W.dtype == torch.float64 if isinstance(W, torch.Tensor) else False:
+        W, inv = _prepare(W)
+        n, d = W.shape
+        c = _chunk(n, d, W.device, chunk_size)
+        rows = _normalised(W, inv, torch.float64, c)
+        return float(_search(rows, upper_tiles(n, c), lines).max())
+    rows = _search_rows(W)
+    n, d = W.shape
+    c = _chunk(n, d, W.device, chunk_size)
+    tiles = upper_tiles(n, c)
+    maxima = _search(rows, tiles, lines)
     host = maxima.to("cpu", torch.float64).numpy()  # the one host sync of the search
-    u = _unit_roundoff(search_dtype, W.device)
-    margin = 2.0 * ((d + 2) * u * 1.01 + 1e-30)
+    # the float32 values are off by at most (d + 2) u (products) plus 2 (d + 2) u (the float32
+    # norms): every tile within twice that of the maximum may hold the true maximum
+    u = _unit_roundoff(torch.float32, W.device)
+    margin = 2.0 * (3 * (d + 2) * u * 1.01 + 1e-30)
     cand = np.nonzero(host >= host.max() - margin)[0]
-    del rows
-    rows64 = None
-    if len(cand) > 0.25 * len(pairs):
-        rows64 = _normalised(W, inv, torch.float64, c)
-    buf = torch.empty(c * c, dtype=torch.float64, device=W.device)
-    fill = 0.0 if lines else -2.0
-    best = []
-    for t_idx in cand:
-        a0, a1, b0, b1 = pairs[t_idx]
-        if rows64 is not None:
-            A, B = rows64[a0:a1], rows64[b0:b1]
-        else:
-            A = W[a0:a1].to(torch.float64) * inv[a0:a1, None]
-            B = W[b0:b1].to(torch.float64) * inv[b0:b1, None]
-        t = buf[: (a1 - a0) * (b1 - b0)].view(a1 - a0, b1 - b0)
-        torch.mm(A, B.T, out=t)
-        if a0 == b0:
-            t.fill_diagonal_(fill)
-        best.append(_tile_max(t, lines))
-    return float(torch.stack(best).max())
+    threshold = float(host.max()) - margin
+    best = [_verified_max(W, rows, tiles[i], threshold, lines) for i in cand]
+    return float(max(best))
+
+
+def _chunk(n: int, d: int, device: torch.device, chunk_size: int | None) -> int:
+    c = default_chunk_size(n, d, device) if chunk_size is None else chunk_size
+    return min(check_int("chunk_size", c, minimum=1), n)
+
+
+def _search_rows(W: Any) -> torch.Tensor:
+    """``W``'s rows normalised in float32 for the float32 search, validated (``N >= 2``,
+    finite, no zero row). The norms are taken in float32 (their error is part of the search's
+    margin; the verification recomputes every candidate in float64). Where float32 cannot
+    tell (a sum of squares that overflows or underflows), :func:`_prepare` decides in float64."""
+    check_tensor("W", W, ndim=2)
+    n, d = W.shape
+    if n < 2:
+        raise ValueError(f"coherence needs at least 2 vectors, got W with {n} row(s)")
+    if d < 1:
+        raise ValueError(f"W must have at least one column, got shape {tuple(W.shape)}")
+    W32 = W.to(torch.float32)
+    norms = torch.linalg.vector_norm(W32, dim=1)
+    tiny = torch.finfo(torch.float32).tiny
+    if not bool(((norms > 1e3 * tiny) & (norms < 1e18)).all()):  # one host sync
+        _, inv = _prepare(W)  # raises for non-finite entries and zero rows
+        return _normalised(W, inv, torch.float32, max(1, 2**22 // d))
+    return W32 / norms[:, None]
+
+
+#: Most candidate pairs of one tile verified pair by pair; above, the tile is redone whole.
+_PAIR_VERIFY = 1 << 16
+
+
+def _verified_max(
+    W: torch.Tensor, rows: torch.Tensor, tl: Tile, threshold: float, lines: bool
+) -> torch.Tensor:
+    """The float64 maximum of tile ``tl`` (``|cos|`` for lines): the float32 tile is recomputed,
+    and every pair at or above ``threshold`` is computed again from ``W`` in float64,
+    ``<w_i, w_j> / (||w_i|| ||w_j||)``; with more than :data:`_PAIR_VERIFY` such pairs the whole
+    tile is computed in float64."""
+    A, B = rows[tl.i0 : tl.i1], rows[tl.j0 : tl.j1]
+    t = A @ B.T
+    if lines:
+        t.abs_()
+    if tl.diagonal:
+        r = torch.arange(t.shape[0], device=t.device)
+        t.masked_fill_(r[:, None] >= r[None, :], -3.0)
+    # rows first: nonzero over a whole tile costs more than its matrix product
+    hot = torch.nonzero(t.amax(dim=1) >= threshold).flatten()
+    ii, jj = torch.nonzero(t[hot] >= threshold, as_tuple=True)
+    ii = hot[ii]
+    if ii.numel() == 0:
+        return torch.tensor(-2.0, dtype=torch.float64)
+    if ii.numel() > _PAIR_VERIFY:
+        A64 = W[tl.i0 : tl.i1].to(torch.float64)
+        B64 = W[tl.j0 : tl.j1].to(torch.float64)
+        A64 = A64 / torch.linalg.vector_norm(A64, dim=1, keepdim=True)
+        B64 = B64 / torch.linalg.vector_norm(B64, dim=1, keepdim=True)
+        t64 = A64 @ B64.T
+        if tl.diagonal:
+            t64.fill_diagonal_(0.0 if lines else -2.0)
+        return _tile_max(t64, lines).cpu()
+    a = W[tl.i0 + ii].to(torch.float64)
+    b = W[tl.j0 + jj].to(torch.float64)
+    cos = (a * b).sum(dim=1) / (
+        torch.linalg.vector_norm(a, dim=1) * torch.linalg.vector_norm(b, dim=1)
+    )
+    return (cos.abs() if lines else cos).max().cpu()
 
 
 @dataclass(frozen=True, eq=False)
@@ -317,7 +353,7 @@ def coherence_report(
             return t, t[iu[0], iu[1]]
         return t, t.reshape(-1)
 
-    for a0, a1, b0, b1 in _tiles(n, c, dev):
+    for a0, a1, b0, b1 in upper_tiles(n, c):
         _, vals = tile(a0, a1, b0, b1)
         if vals.numel() == 0:
             continue
@@ -468,31 +504,29 @@ def subspace_coherence(X: torch.Tensor, chunk_size: int | None = None) -> Subspa
         c = max(1, int(math.isqrt(16 * 2**20 // 8)) // k)
     c = min(check_int("chunk_size", c, minimum=1), num)
     Z = X64.transpose(1, 2).reshape(num * k, n)
-    blocks = _blocks(num, c)
     buf = torch.empty(c * k * c * k, dtype=torch.float64, device=X.device)
     fro_best, fro_arg, cos_best, cos_arg, offsets = [], [], [], [], []
-    for ia, (a0, a1) in enumerate(blocks):
-        for b0, b1 in blocks[ia:]:
-            ra, rb = a1 - a0, b1 - b0
-            t = buf[: ra * k * rb * k].view(ra * k, rb * k)
-            torch.mm(Z[a0 * k : a1 * k], Z[b0 * k : b1 * k].T, out=t)
-            blk = t.view(ra, k, rb, k).permute(0, 2, 1, 3)  # (ra, rb, k, k): X_i^T X_j
-            fro = blk.square().sum(dim=(-1, -2))
-            if k == 1:
-                cmax = blk.reshape(ra, rb).abs()
-            else:
-                gram = blk.transpose(-1, -2) @ blk
-                cmax = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt()
-            if a0 == b0:
-                fro.fill_diagonal_(-1.0)
-                cmax.fill_diagonal_(-1.0)
-            fv, fi = fro.reshape(-1).max(dim=0)
-            cv, ci = cmax.reshape(-1).max(dim=0)
-            fro_best.append(fv)
-            fro_arg.append(fi)
-            cos_best.append(cv)
-            cos_arg.append(ci)
-            offsets.append((a0, b0, rb))
+    for a0, a1, b0, b1 in upper_tiles(num, c):
+        ra, rb = a1 - a0, b1 - b0
+        t = buf[: ra * k * rb * k].view(ra * k, rb * k)
+        torch.mm(Z[a0 * k : a1 * k], Z[b0 * k : b1 * k].T, out=t)
+        blk = t.view(ra, k, rb, k).permute(0, 2, 1, 3)  # (ra, rb, k, k): X_i^T X_j
+        fro = blk.square().sum(dim=(-1, -2))
+        if k == 1:
+            cmax = blk.reshape(ra, rb).abs()
+        else:
+            gram = blk.transpose(-1, -2) @ blk
+            cmax = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt()
+        if a0 == b0:
+            fro.fill_diagonal_(-1.0)
+            cmax.fill_diagonal_(-1.0)
+        fv, fi = fro.reshape(-1).max(dim=0)
+        cv, ci = cmax.reshape(-1).max(dim=0)
+        fro_best.append(fv)
+        fro_arg.append(fi)
+        cos_best.append(cv)
+        cos_arg.append(ci)
+        offsets.append((a0, b0, rb))
 
     def locate(vals, args):
         t_idx = int(torch.stack(vals).argmax())

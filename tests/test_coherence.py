@@ -229,3 +229,20 @@ def test_tiled_coherence_equals_dense_with_cpu_row_strips(num, chunk):
     rep = coherence_report(W, chunk_size=chunk, bins=100)
     assert rep.histogram[1].sum() == num * (num - 1) // 2
     assert abs(rep.coherence - dense(W, "lines")) <= 1e-14 and rep.num_pairs == 1
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1.0])
+def test_float32_rows_far_from_unit_length_are_normalised_exactly(scale):
+    # float32 norms of such rows overflow or underflow: the float64 normalisation takes over
+    W = torch.randn(300, 7, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    W32 = (W * scale).to(torch.float32)
+    W64 = W32.double()
+    W64 = W64 / torch.linalg.vector_norm(W64, dim=1, keepdim=True)  # (normalize clamps at 1e-12)
+    assert coherence(W32) == pytest.approx(dense(W64, "lines"), abs=1e-15)
+
+
+def test_a_tile_full_of_maximal_pairs_is_verified_whole():
+    # the simplex: all 79,800 pairs of one tile sit at 1/(N-1), more than are checked one by one
+    S = constructions.simplex(400).to(torch.float32)
+    assert coherence(S) == pytest.approx(dense(S.double(), "lines"), abs=1e-15)
+    assert coherence(S, mode="sphere") == pytest.approx(dense(S.double(), "sphere"), abs=1e-15)
