@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,12 +13,13 @@ import torch
 import grassmann
 from grassmann._validation import check_choice, check_float, check_int
 
-from .io import checkpoint_writer, resume_checkpoint
 from .kernels import DEFAULT_TILE
 from .options import check_run_options
+from .pipeline import Problem, run_search
 from .product import random_start
 from .result import EBVResult
-from .search import default_search_steps, is_small, search, search_restarts
+from .search import default_search_steps, is_small, search_restarts
+from .sharding import Shard
 from .threshold import threshold_descent
 
 __all__ = [
@@ -150,6 +151,7 @@ def generate(
     checkpoint_every: float | None = None,
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    group: Any = None,
 ) -> EBVResult:
     """Generate ``num`` unit vectors in ``R^dim`` whose coherence is as small as we can make it.
 
@@ -210,8 +212,16 @@ def generate(
         Continue from ``checkpoint_path`` when it exists (its size, mode, seed, method and
         precision must match).
     should_stop
-        Polled once per step (and per iteration of the finish); True stops the run as if
-        interrupted.
+        Polled between steps, between the tiles of a step and per iteration of the finish;
+        True stops the run as if interrupted (within one tile, whatever the size).
+    group
+        A ``torch.distributed`` process group (e.g. ``torch.distributed.group.WORLD`` under
+        ``torchrun``): the search of a large problem is shared over its ranks
+        (:mod:`ebv_gen.sharding`; checkpoints sharded, :mod:`ebv_gen.checkpoints`) and the
+        float64 verification too. Every rank must call with the same arguments and gets the
+        same result; only rank 0 should save it. ``extra["world_size"]`` and
+        ``extra["backend"]`` record the group. Under a group a stop request is honoured at the
+        next step.
 
     Returns
     -------
@@ -245,6 +255,11 @@ def generate(
     if tile is not None:
         tile = check_int("tile", tile, minimum=1)
     dev = resolve_device(device)
+    shard = Shard.create(num, 1, tile or DEFAULT_TILE, group)  # refuses a group larger than num
+    if group is not None:
+        _check_same_arguments(
+            group, num, dim, mode, seed, method, steps, time_budget, restarts, tile, dtype
+        )
     bound = grassmann.lower_bound(num, dim, mode)
     tile = tile or DEFAULT_TILE
     out_dtype = dtype or (
@@ -253,12 +268,16 @@ def generate(
 
     def verified(vectors: torch.Tensor, method_name: str, **kw: Any) -> EBVResult:
         """The result for ``vectors``: unit rows in the output precision, coherence verified
-        in float64 on exactly those values."""
+        in float64 on exactly those values (each rank its share of the tiles in a group)."""
         v = vectors.detach().to("cpu", torch.float64)
         v = (v / torch.linalg.vector_norm(v, dim=1, keepdim=True)).to(out_dtype).contiguous()
+        if group is not None:
+            extra = dict(kw.pop("extra", {}))
+            extra.update(world_size=shard.world, backend=_backend(group))
+            kw["extra"] = extra
         return EBVResult(
             vectors=v,
-            coherence=grassmann.coherence(v, mode=mode),
+            coherence=shard.coherence(v, mode),
             lower_bound=float(bound.value),
             lower_bound_name=str(bound.name),
             mode=mode,
@@ -272,123 +291,177 @@ def generate(
         return _mub_only(num, dim, mode, tile, verified)
     if method == "threshold":
         restarts = 1
-    small = method != "threshold" and is_small(num, dim)
     if restarts is None:
-        restarts = search_restarts(num, dim) if method != "threshold" else 1
+        restarts = search_restarts(num, dim)
     restarts = check_int("restarts", restarts, minimum=1)
     if dtype is None:
         dtype = torch.float64 if float(num) * num * dim <= _FLOAT64_WORK else torch.float32
     # before anything is allocated, constructions included (they build float64 frames)
     check_memory(num, dim, dev, restarts=restarts, itemsize=dtype.itemsize, tile=tile)
+    if steps is None and time_budget is None and method in ("auto", "lse", "threshold"):
+        steps = default_search_steps(num, dim)
+    request = _Request(
+        num, dim, mode, seed, dev, dtype, restarts, steps, time_budget, tile, threshold,
+        callback, checkpoint_path, checkpoint_every, resume, should_stop, group, verified,
+    )  # fmt: skip
+    return _METHOD_TABLE[method](request)
 
-    candidates = []
-    if method in ("auto", "closed-form", "construction"):
-        candidates = grassmann.frame_candidates(num, dim, mode)
-    if method == "closed-form":
-        optimal = [c for c in candidates if c.optimal]
-        if not optimal:
-            raise ValueError(
-                f"method='closed-form' but no closed-form optimal frame is known for num={num}, "
-                f"dim={dim}, mode={mode!r}; use method='auto' or 'lse'"
-            )
-        return _construction_result(optimal[0], verified)
-    if method == "construction":  # the catalog always has one (a polygon in R^2 at worst)
-        return _construction_result(candidates[0], verified)
+
+@dataclass
+class _Request:
+    """A checked call of :func:`generate`, as the functions of :data:`_METHOD_TABLE` take it."""
+
+    num: int
+    dim: int
+    mode: str
+    seed: int
+    device: torch.device
+    dtype: torch.dtype
+    restarts: int
+    steps: int | None
+    time_budget: float | None
+    tile: int
+    threshold: float | None
+    callback: Callable[[int, float, float], None] | None
+    checkpoint_path: str | os.PathLike | None
+    checkpoint_every: float | None
+    resume: bool
+    should_stop: Callable[[], bool] | None
+    group: Any
+    verified: Callable[..., EBVResult]
+
+    def candidates(self) -> list[grassmann.Candidate]:
+        return grassmann.frame_candidates(self.num, self.dim, self.mode)
+
+
+def _closed_form(req: _Request) -> EBVResult:
+    optimal = [c for c in req.candidates() if c.optimal]
+    if not optimal:
+        raise ValueError(
+            f"method='closed-form' but no closed-form optimal frame is known for num={req.num}, "
+            f"dim={req.dim}, mode={req.mode!r}; use method='auto' or 'lse'"
+        )
+    return _construction_result(optimal[0], req.verified)
+
+
+def _construction(req: _Request) -> EBVResult:
+    # the catalog always has one (a polygon in R^2 at worst)
+    return _construction_result(req.candidates()[0], req.verified)
+
+
+def _auto(req: _Request) -> EBVResult:
+    candidates = req.candidates()
     best_known = candidates[0] if candidates else None
     if best_known is not None and (best_known.optimal or best_known.ratio <= NEAR_OPTIMAL):
-        return _construction_result(best_known, verified)
-    if steps is None and time_budget is None:
-        steps = default_search_steps(num, dim)
+        return _construction_result(best_known, req.verified)
+    out = _lse(req)
+    return _better_of(out, candidates, req.verified) if candidates else out
 
-    gen = torch.Generator().manual_seed(seed)
-    coh_cb = None
-    if callback is not None:
 
-        def coh_cb(step: int, cur: float, best: float) -> None:
-            callback(step, _to_coherence(cur, mode), _to_coherence(best, mode))
-
-    if method == "threshold":
-        Z0 = random_start(1, num, dim, dtype=dtype, device=dev, generator=gen)
-        thr = DEFAULT_THRESHOLD if threshold is None else threshold
-        res = threshold_descent(
-            Z0[0],
-            thr,
-            steps=steps,
-            time_budget=time_budget,
-            tile=tile,
-            callback=callback,
-            should_stop=should_stop,
-        )
-        return verified(
-            res.Z,
-            "threshold",
-            steps=res.steps,
-            seconds=res.seconds,
-            history=res.history,
-            interrupted=res.interrupted,
-            extra={"threshold": thr, "threshold_reached": res.reached},
-        )
-
+def _lse(req: _Request) -> EBVResult:
+    num, dim, mode = req.num, req.dim, req.mode
+    small = is_small(num, dim)
     meta = {
         "num": num,
         "dim": dim,
         "mode": mode,
-        "seed": seed,
+        "seed": req.seed,
         "method": "lse",
         "search": "multistart" if small else "single",
-        "dtype": str(dtype),
-        "restarts": restarts,
-        "steps": steps,
-        "time_budget": time_budget,
+        "dtype": str(req.dtype),
+        "restarts": req.restarts,
+        "steps": req.steps,
+        "time_budget": req.time_budget,
     }
-    state = None
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt is not None:
-        state = resume_checkpoint(
-            ckpt, meta, ("num", "dim", "mode", "seed", "method", "search", "dtype", "restarts")
-        )
-    save_ckpt = checkpoint_writer(ckpt, meta, gen) if ckpt is not None else None
-    # nothing can go below the bound: stop as soon as it is met (ETFs, simplices ...)
-    target = _to_similarity(bound.value, mode) + 1e-12
-    found = search(
+    problem = Problem(
         num,
         dim,
-        mode=mode,
-        generator=gen,
-        dtype=dtype,
-        device=dev,
-        restarts=restarts,
-        steps=steps,
-        time_budget=time_budget,
-        tile=tile,
-        target=target,
-        structured=_structured_starts(num, dim, mode, gen) if small else (),
-        callback=coh_cb,
-        checkpoint=save_ckpt,
-        checkpoint_every=checkpoint_every if ckpt is not None else None,
-        state=state,
-        should_stop=should_stop,
+        1,
+        mode,
+        meta,
+        ("num", "dim", "mode", "seed", "method", "search", "dtype", "restarts"),
+        # nothing can go below the bound: stop as soon as it is met (ETFs, simplices ...)
+        target=_to_similarity(grassmann.lower_bound(num, dim, mode).value, mode) + 1e-12,
+        figure=lambda sim: _to_coherence(sim, mode),
     )
-    extra = found.extra
-    if "finish" in extra:
-        fin = extra["finish"]
-        fin["start"] = _to_coherence(fin.pop("start_similarity"), mode)
-        fin["end"] = _to_coherence(fin.pop("similarity"), mode)
-    extra.update(restarts=restarts, search_dtype=str(dtype).replace("torch.", ""))
-    if state is not None:
-        extra["resumed_from_step"] = int(state.get("step", state.get("steps", 0)))
-    record = {
-        "steps": found.steps,
-        "seconds": found.seconds,
-        "history": [(s, sec, _to_coherence(b, mode)) for s, sec, b in found.history],
-        "interrupted": found.interrupted,
-    }
-    out = verified(found.Z, "lse", extra=extra, **record)
-    if ckpt is not None and not out.interrupted and ckpt.exists():
-        ckpt.unlink()
-    if best_known is not None:
-        out = _better_of(out, candidates, verified)
-    return out
+    run = run_search(
+        problem,
+        seed=req.seed,
+        dtype=req.dtype,
+        device=req.device,
+        restarts=req.restarts,
+        steps=req.steps,
+        time_budget=req.time_budget,
+        tile=req.tile,
+        structured=(lambda gen: _structured_starts(num, dim, mode, gen)) if small else None,
+        callback=req.callback,
+        checkpoint_path=req.checkpoint_path,
+        checkpoint_every=req.checkpoint_every,
+        resume=req.resume,
+        should_stop=req.should_stop,
+        group=req.group,
+    )
+    return req.verified(run.Z, "lse", extra=run.extra, **run.record())
+
+
+def _threshold(req: _Request) -> EBVResult:
+    if req.group is not None:
+        raise ValueError("method='threshold' (the published baseline) runs in one process only")
+    gen = torch.Generator().manual_seed(req.seed)
+    Z0 = random_start(1, req.num, req.dim, dtype=req.dtype, device=req.device, generator=gen)
+    thr = DEFAULT_THRESHOLD if req.threshold is None else req.threshold
+    res = threshold_descent(
+        Z0[0],
+        thr,
+        steps=req.steps,
+        time_budget=req.time_budget,
+        tile=req.tile,
+        callback=req.callback,
+        should_stop=req.should_stop,
+    )
+    return req.verified(
+        res.Z,
+        "threshold",
+        steps=res.steps,
+        seconds=res.seconds,
+        history=res.history,
+        interrupted=res.interrupted,
+        extra={"threshold": thr, "threshold_reached": res.reached},
+    )
+
+
+#: ``method`` -> the function that produces its result (``"mub"`` is handled before memory
+#: checks: it builds on the host).
+_METHOD_TABLE: dict[str, Callable[[_Request], EBVResult]] = {
+    "auto": _auto,
+    "lse": _lse,
+    "closed-form": _closed_form,
+    "construction": _construction,
+    "threshold": _threshold,
+}
+
+
+def _backend(group: Any) -> str:
+    import torch.distributed as dist
+
+    return str(dist.get_backend(group))
+
+
+def _check_same_arguments(group: Any, *args: Any) -> None:
+    """Refuse a call whose arguments differ between the ranks of ``group`` (one message, the
+    same on every rank, instead of a hang or silently different shares)."""
+    import torch.distributed as dist
+
+    mine = repr(args)
+    everyone: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(everyone, mine, group=group)
+    differ = [r for r, theirs in enumerate(everyone) if theirs != everyone[0]]
+    if differ:
+        raise ValueError(
+            f"generate() was called with different arguments on ranks {differ} than on rank 0 "
+            f"of the process group: rank 0 has {everyone[0]}, rank {differ[0]} has "
+            f"{everyone[differ[0]]}"
+        )
 
 
 def _construction_result(

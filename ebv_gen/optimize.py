@@ -499,25 +499,36 @@ def _loop(
     def elapsed() -> float:
         return base + time.perf_counter() - start
 
-    def stop_requested() -> bool:
-        flag = should_stop is not None and should_stop()
-        if opt.shard.distributed:  # every rank stops at the same step
-            flag = bool(opt.shard.max_(torch.tensor([float(flag)], device=opt.device)).item())
-        return flag
+    def requests(last_ckpt: float) -> tuple[float, bool, bool]:
+        """(elapsed seconds, stop requested, checkpoint due). Across a group every rank agrees
+        (the latest clock; any rank's stop request or checkpoint time), so that all of them
+        follow the same schedule and stop or checkpoint at the same step."""
+        now = elapsed()
+        stop = should_stop is not None and should_stop()
+        due = (
+            checkpoint is not None
+            and checkpoint_every is not None
+            and time.perf_counter() - last_ckpt >= checkpoint_every
+        )
+        if opt.shard.distributed:
+            flags = torch.tensor([now, float(stop), float(due)], dtype=torch.float64)
+            now, s, c = opt.shard.max_(flags.to(opt.device)).tolist()
+            stop, due = s > 0.5, c > 0.5
+        return now, stop, due
 
     last_ckpt = time.perf_counter()
     poll = should_stop if not opt.shard.distributed else None
     interrupted = False
     try:
+        now, stop, _ = requests(last_ckpt)
         while True:
-            now = elapsed()
             if steps is not None and st["step"] >= steps:
                 break
             if time_budget is not None and now >= time_budget:
                 break
             if target is not None and min(st["best"]) <= target:
                 break
-            if stop_requested():
+            if stop:
                 interrupted = True
                 break
             by_clock = 0.0 if time_budget is None else now / max(time_budget, 1e-9)
@@ -528,12 +539,9 @@ def _loop(
                 st["history"].append((st["step"], round(elapsed(), 4), min(st["best"])))
             if callback is not None:
                 callback(st["step"], min(current), min(st["best"]))
-            if (
-                checkpoint is not None
-                and checkpoint_every is not None
-                and time.perf_counter() - last_ckpt >= checkpoint_every
-            ):
-                st["elapsed"] = elapsed()
+            now, stop, due = requests(last_ckpt)
+            if due:
+                st["elapsed"] = now
                 checkpoint(opt.state_dict())
                 last_ckpt = time.perf_counter()
     except (KeyboardInterrupt, Stopped):

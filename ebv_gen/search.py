@@ -471,6 +471,7 @@ def search(
     checkpoint_every: float | None = None,
     state: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    group: Any = None,
 ) -> SearchOutcome:
     """The search of :func:`ebv_gen.generate` and :func:`ebv_gen.generate_subspaces`.
 
@@ -479,6 +480,11 @@ def search(
     from ``restarts`` random starts (checkpointed every ``checkpoint_every`` seconds), then a
     short :func:`ebv_gen.finish.minimax_finish` of its best iterate (see
     :data:`LARGE_FINISH_SHARE`). ``state`` resumes either kind from its checkpoint.
+
+    With a process group (``group``), a large problem's optimiser is shared over its ranks
+    (:mod:`ebv_gen.sharding`) and the finish runs on rank 0, whose packing every rank returns;
+    a small one runs whole on every rank (the same seed gives the same search) and rank 0's
+    packing is returned everywhere.
     """
     if is_small(num, dim, block):
         res = multistart(
@@ -509,7 +515,8 @@ def search(
                 "origin": res.origin,
             }
         }
-        return SearchOutcome(res.Z, res.steps, res.seconds, res.history, res.interrupted, extra)
+        Z = _from_rank0(res.Z, group)
+        return SearchOutcome(Z, res.steps, res.seconds, res.history, res.interrupted, extra)
     Z0 = random_start(
         restarts, num, dim, block=block, dtype=dtype, device=device, generator=generator
     )
@@ -526,11 +533,13 @@ def search(
         checkpoint_every=checkpoint_every,
         state=state,
         should_stop=should_stop,
+        group=group,
     )
     history = list(res.history)
     extra: dict[str, Any] = {"search": {"kind": "single"}}
     Z, seconds = res.Z, res.seconds
-    if not res.interrupted:
+    rank0 = group is None or _rank(group) == 0
+    if not res.interrupted and rank0:
         fin = minimax_finish(
             res.Z,
             block=block,
@@ -556,4 +565,21 @@ def search(
             if history and history[-1][0] == res.steps:
                 history.pop()
             history.append((res.steps, round(seconds, 4), fin.similarity))
-    return SearchOutcome(Z, res.steps, seconds, history, res.interrupted, extra)
+    return SearchOutcome(_from_rank0(Z, group), res.steps, seconds, history, res.interrupted, extra)
+
+
+def _rank(group: Any) -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank(group)
+
+
+def _from_rank0(Z: torch.Tensor, group: Any) -> torch.Tensor:
+    """Rank 0's packing on every rank of ``group`` (``Z`` itself without a group)."""
+    if group is None:
+        return Z
+    import torch.distributed as dist
+
+    out = Z.detach().to(torch.float64).contiguous().clone()
+    dist.broadcast(out, src=0, group=group)
+    return out

@@ -41,27 +41,33 @@ class Shard:
     ----------
     num, block
         ``N`` points of ``k = block`` rows.
+    tile
+        Tile edge in rows (:func:`ebv_gen.kernels.tiles_for`).
     rank, world
         This process's rank and the number of ranks (0 and 1 without a group).
     group
         The ``torch.distributed`` process group, or ``None`` (one process).
-    tiles
-        The tiles this rank walks.
     """
 
     num: int
     block: int
+    tile: int
     rank: int = 0
     world: int = 1
     group: Any = None
-    tiles: list[Tile] = field(default_factory=list)
+    _tiles: list[Tile] | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, num: int, block: int, tile: int, group: Any = None) -> Shard:
-        """The shard of this process: everything without ``group``, else its rank's share."""
-        tiles = tiles_for(num, tile, block)
+        """The shard of this process: everything without ``group``, else its rank's share.
+
+        Raises
+        ------
+        ValueError
+            A group with more ranks than points.
+        """
         if group is None:
-            return cls(num, block, 0, 1, None, tiles)
+            return cls(num, block, tile)
         import torch.distributed as dist
 
         rank, world = dist.get_rank(group), dist.get_world_size(group)
@@ -70,7 +76,15 @@ class Shard:
                 f"the process group has {world} ranks but the packing only {num} points: "
                 f"use at most {num} ranks"
             )
-        return cls(num, block, rank, world, group, partition(tiles, world)[rank])
+        return cls(num, block, tile, rank, world, group)
+
+    @property
+    def tiles(self) -> list[Tile]:
+        """The tiles this rank walks (computed on first use)."""
+        if self._tiles is None:
+            tiles = tiles_for(self.num, self.tile, self.block)
+            self._tiles = tiles if self.world == 1 else partition(tiles, self.world)[self.rank]
+        return self._tiles
 
     @property
     def distributed(self) -> bool:
@@ -129,6 +143,16 @@ class Shard:
 
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.group)
         return t
+
+    def coherence(self, W: torch.Tensor, mode: str = "lines") -> float:
+        """:func:`grassmann.coherence` of ``W`` (all rows, on every rank), each rank verifying
+        its share of the tiles in float64: the same value as one process computes."""
+        from grassmann.coherence import coherence_of_share
+
+        value = coherence_of_share(W, mode, None, self.rank, self.world)
+        if not self.distributed:
+            return value
+        return float(self.max_(torch.tensor([value], dtype=torch.float64, device=W.device)))
 
     def broadcast_(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
         """Rank ``src``'s ``t`` on every rank, in place."""

@@ -22,7 +22,6 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,11 +30,11 @@ import grassmann
 from grassmann._validation import check_choice, check_int
 
 from .generation import _FLOAT64_WORK, check_memory, resolve_device
-from .io import checkpoint_writer, resume_checkpoint
 from .kernels import DEFAULT_TILE
 from .options import check_run_options
+from .pipeline import Problem, run_search
 from .result import RunRecord
-from .search import default_search_steps, is_small, search, search_restarts
+from .search import default_search_steps, is_small, search_restarts
 
 __all__ = [
     "METRICS",
@@ -305,43 +304,34 @@ def generate_subspaces(
         "steps": steps,
         "time_budget": time_budget,
     }
-    gen = torch.Generator().manual_seed(seed)
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    state = resume_checkpoint(ckpt, meta, _RESUME_KEYS) if resume and ckpt is not None else None
-    found = search(
+    problem = Problem(
         num,
         n,
-        block=k,
-        mode="lines",
-        generator=gen,
+        k,
+        "lines",
+        meta,
+        _RESUME_KEYS,
+        target=k - bound.value**2 + 1e-12,  # nothing beats the bound: stop when it is met
+        figure=distance,
+    )
+    found = run_search(
+        problem,
+        seed=seed,
         dtype=dtype,
         device=dev,
         restarts=restarts,
         steps=steps,
         time_budget=time_budget,
         tile=tile,
-        target=k - bound.value**2 + 1e-12,  # nothing beats the bound: stop when it is met
-        callback=None
-        if callback is None
-        else lambda step, cur, best: callback(step, distance(cur), distance(best)),
-        checkpoint=None if ckpt is None else checkpoint_writer(ckpt, meta, gen),
-        checkpoint_every=checkpoint_every if ckpt is not None else None,
-        state=state,
+        callback=callback,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         should_stop=should_stop,
     )
     bases = grassmann.orthonormalize(to_bases(found.Z, k).to("cpu", torch.float64))
     bases = bases.to(torch.float32).contiguous()
     quality = grassmann.subspace_coherence(bases)
-    extra = found.extra
-    if "finish" in extra:
-        fin = extra["finish"]
-        fin["start"] = distance(fin.pop("start_similarity"))
-        fin["end"] = distance(fin.pop("similarity"))
-    extra.update(restarts=restarts, search_dtype=str(dtype).replace("torch.", ""))
-    if state is not None:
-        extra["resumed_from_step"] = int(state.get("step", state.get("steps", 0)))
-    if ckpt is not None and not found.interrupted and ckpt.exists():
-        ckpt.unlink()
     return SubspaceResult(
         bases=bases,
         min_distance=quality.min_chordal_distance,
@@ -351,9 +341,6 @@ def generate_subspaces(
         metric=metric,
         seed=seed,
         device=str(dev),
-        steps=found.steps,
-        seconds=found.seconds,
-        history=[(s, sec, distance(b)) for s, sec, b in found.history],
-        interrupted=found.interrupted,
-        extra=extra,
+        extra=found.extra,
+        **found.record(),
     )

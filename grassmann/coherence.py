@@ -29,12 +29,13 @@ import torch
 
 from ._validation import check_choice, check_finite, check_int, check_tensor
 from .bounds import lower_bound
-from .tiles import Tile, upper_tiles
+from .tiles import Tile, partition, upper_tiles
 
 __all__ = [
     "CoherenceReport",
     "SubspaceCoherence",
     "coherence",
+    "coherence_of_share",
     "coherence_report",
     "default_chunk_size",
     "subspace_coherence",
@@ -147,18 +148,40 @@ def coherence(W: torch.Tensor, mode: str = "lines", chunk_size: int | None = Non
     ValueError
         ``N < 2``, non-finite entries, a zero row, an unknown ``mode`` or ``chunk_size < 1``.
     """
+    return coherence_of_share(W, mode, chunk_size)
+
+
+def coherence_of_share(
+    W: torch.Tensor,
+    mode: str = "lines",
+    chunk_size: int | None = None,
+    part: int = 0,
+    parts: int = 1,
+) -> float:
+    """:func:`coherence` over the ``part``-th of ``parts`` shares of the tiles
+    (:func:`grassmann.tiles.partition`), ``-inf`` for an empty share.
+
+    The maximum of the shares' values is :func:`coherence` exactly (each pair's value is
+    computed the same way whichever share holds it): the ranks of a process group each compute
+    one share and all-reduce the maximum.
+    """
     mode = check_choice("mode", mode, _MODES)
     lines = mode == "lines"
-    if W.dtype == torch.float64 if isinstance(W, torch.Tensor) else False:
+    if isinstance(W, torch.Tensor) and W.dtype == torch.float64:
         W, inv = _prepare(W)
         n, d = W.shape
         c = _chunk(n, d, W.device, chunk_size)
+        tiles = partition(upper_tiles(n, c), parts)[part]
+        if not tiles:
+            return -math.inf
         rows = _normalised(W, inv, torch.float64, c)
-        return float(_search(rows, upper_tiles(n, c), lines).max())
+        return float(_search(rows, tiles, lines).max())
     rows = _search_rows(W)
     n, d = W.shape
     c = _chunk(n, d, W.device, chunk_size)
-    tiles = upper_tiles(n, c)
+    tiles = partition(upper_tiles(n, c), parts)[part]
+    if not tiles:
+        return -math.inf
     maxima = _search(rows, tiles, lines)
     host = maxima.to("cpu", torch.float64).numpy()  # the one host sync of the search
     # the float32 values are off by at most (d + 2) u (products) plus 2 (d + 2) u (the float32

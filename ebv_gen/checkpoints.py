@@ -1,0 +1,155 @@
+"""Checkpoints of a run: one file in one process, one shard per rank plus a manifest across a
+process group.
+
+* One process: ``FILE.ckpt.pt`` holds ``{"meta", "state", "rng"}``
+  (:func:`ebv_gen.io.save_checkpoint`, atomic).
+* A process group (:mod:`ebv_gen.sharding`): each rank writes its optimiser state (its own
+  rows) with ``meta`` to ``FILE.ckpt.pt.<step>.rank<r>-of-<P>`` (atomic); after a barrier rank
+  0 writes the manifest ``FILE.ckpt.pt`` (atomic): ``meta`` and
+  ``{"world", "backend", "step", "shards"}``; after a second barrier each rank removes its
+  shard of the previous checkpoint. A kill at any moment leaves the last manifest and the
+  shards it names intact. ``--resume`` needs the same world size; every rank reads the manifest
+  and its own shard, so across machines the checkpoint must be on a shared file system.
+
+The multi-start search of small problems runs whole on every rank (it is too small to share)
+and its checkpoint is one file written by rank 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import checkpoint_writer as _single_writer
+from .io import load_checkpoint, save_checkpoint
+from .io import resume_checkpoint as _single_resume
+
+__all__ = ["checkpoint_writer", "remove_checkpoint", "resume_checkpoint", "shard_path"]
+
+
+def _rank_world(group: Any) -> tuple[int, int]:
+    if group is None:
+        return 0, 1
+    import torch.distributed as dist
+
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+def _barrier(group: Any) -> None:
+    if group is not None:
+        import torch.distributed as dist
+
+        dist.barrier(group=group)
+
+
+def shard_path(path: str | os.PathLike, step: int, rank: int, world: int) -> Path:
+    """The shard of ``rank`` of the checkpoint at ``path`` taken at ``step``."""
+    p = Path(path)
+    return p.with_name(f"{p.name}.{step}.rank{rank}-of-{world}")
+
+
+def checkpoint_writer(
+    path: str | os.PathLike,
+    meta: dict[str, Any],
+    generator: torch.Generator,
+    group: Any = None,
+) -> Callable[[dict[str, Any]], None]:
+    """The ``checkpoint=`` callback of the search: one file, or shards and a manifest.
+
+    Across a process group every rank must call it at the same step (the optimiser's loop
+    agrees on when, see :func:`ebv_gen.optimize.minimize_coherence`).
+    """
+    rank, world = _rank_world(group)
+    single = _single_writer(path, meta, generator)
+    if world == 1:
+        return single
+    backend = _backend(group)
+    previous: list[Path] = []
+
+    def write(state: dict[str, Any]) -> None:
+        if state.get("kind") == "multistart":  # the same on every rank: rank 0 writes it
+            if rank == 0:
+                single(state)
+            return
+        step = int(state["step"])
+        mine = shard_path(path, step, rank, world)
+        save_checkpoint(mine, {"meta": meta, "state": state})
+        _barrier(group)
+        if rank == 0:
+            manifest = {
+                "world": world,
+                "backend": backend,
+                "step": step,
+                "shards": [shard_path(path, step, r, world).name for r in range(world)],
+            }
+            save_checkpoint(path, {"meta": meta, "manifest": manifest})
+        _barrier(group)
+        for old in previous:
+            if old != mine:
+                old.unlink(missing_ok=True)
+        previous[:] = [mine]
+
+    return write
+
+
+def _backend(group: Any) -> str:
+    import torch.distributed as dist
+
+    return str(dist.get_backend(group))
+
+
+def resume_checkpoint(
+    path: str | os.PathLike,
+    meta: dict[str, Any],
+    keys: Sequence[str],
+    group: Any = None,
+) -> dict[str, Any] | None:
+    """The state to resume from at ``path`` (this rank's shard across a group), or ``None``.
+
+    Raises
+    ------
+    ValueError
+        A checkpoint of a different run (names the first differing key) or of another world
+        size.
+    grassmann.npyio.UnusableFileError
+        A file that is not a readable checkpoint, or a manifest whose shard is missing.
+    """
+    p = Path(path)
+    if not p.exists():
+        return None
+    rank, world = _rank_world(group)
+    manifest = load_checkpoint(p).get("manifest")
+    if manifest is None:
+        state = _single_resume(p, meta, keys)
+        if world > 1 and state is not None and state.get("kind") != "multistart":
+            raise ValueError(
+                f"cannot resume from {str(path)!r}: it was written by one process, this run "
+                f"has {world} ranks (resume with the world size that wrote it)"
+            )
+        return state
+    if manifest["world"] != world:
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: it was written by {manifest['world']} ranks, "
+            f"this run has {world} (resume with the same world size)"
+        )
+    # each shard carries the run's meta: the same checks as a single file
+    return _single_resume(p.with_name(manifest["shards"][rank]), meta, keys)
+
+
+def remove_checkpoint(path: str | os.PathLike, group: Any = None) -> None:
+    """Remove the checkpoint at ``path`` and, across a group, the shards its manifest names."""
+    rank, world = _rank_world(group)
+    p = Path(path)
+    _barrier(group)
+    if p.exists() and world > 1:
+        saved = load_checkpoint(p)
+        manifest = saved.get("manifest")
+        if manifest is not None:
+            p.with_name(manifest["shards"][rank]).unlink(missing_ok=True)
+    _barrier(group)
+    if rank == 0:
+        p.unlink(missing_ok=True)
