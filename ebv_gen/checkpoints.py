@@ -68,7 +68,12 @@ def checkpoint_writer(
     if world == 1:
         return single
     backend = _backend(group)
+    # a resumed run replaces the shards of the checkpoint it resumed from
     previous: list[Path] = []
+    if Path(path).exists():
+        manifest = load_checkpoint(path).get("manifest")
+        if manifest is not None and manifest.get("world") == world:
+            previous.append(Path(path).with_name(manifest["shards"][rank]))
 
     def write(state: dict[str, Any]) -> None:
         if state.get("kind") == "multistart":  # the same on every rank: rank 0 writes it

@@ -1,31 +1,29 @@
 """DistributedDataParallel with gloo on 2 CPU ranks keeps the class subspaces identical.
 
-Two processes are spawned on 127.0.0.1 with a free port; each trains the same model with
-GCRSGD on its own half of every batch. DDP averages the gradients, so both ranks must end
-with bit-identical subspaces, equal (to rounding) to one process training on whole batches.
-Every wait has a timeout, so a broken process group fails the test instead of hanging it.
+Two processes are spawned on 127.0.0.1 with a free port (tests/_spawn.py); each trains the
+same model with GCRSGD on its own half of every batch. DDP averages the gradients, so both
+ranks must end with bit-identical subspaces, equal (to rounding) to one process training on
+whole batches. Every wait has a timeout, so a broken process group fails the test instead of
+hanging it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
 from grassmann import GrassmannHead
 from grassmann.optim import GCRSGD, param_groups
+from tests._spawn import init_gloo, spawn
 
 WORLD = 2
 STEPS = 6
 BATCH = 32  # per rank
-JOIN_TIMEOUT_S = 180
 
 
 def _model() -> nn.Module:
@@ -52,15 +50,8 @@ def _train(model: nn.Module, module: nn.Module, rank: int | None) -> None:
         opt.step()
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=60),
-    )
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    init_gloo(rank, world, port)
     try:
         model = _model()
         if rank == 1:  # DDP broadcasts rank 0's parameters at construction
@@ -73,31 +64,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo")
 def test_ddp_on_two_cpu_ranks_keeps_the_subspaces_identical(tmp_path):
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, str(tmp_path))) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join(timeout=JOIN_TIMEOUT_S)
-        hung = [r for r, p in enumerate(procs) if p.is_alive()]
-        assert not hung, f"ranks {hung} did not finish within {JOIN_TIMEOUT_S} s"
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=10)
-    assert [p.exitcode for p in procs] == [0] * WORLD
+    assert spawn(_worker, WORLD, str(tmp_path)) == [0] * WORLD
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     keys = [k for k in states[0] if "subspaces" in k]
     assert sorted(keys) == ["2.subspaces_k1", "2.subspaces_k2", "2.subspaces_k3"]
