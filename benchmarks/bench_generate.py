@@ -228,6 +228,25 @@ def peak_memory(num: int, dim: int) -> None:
     print()
 
 
+def duel(num: int, dim: int, budget: float, device: str) -> None:
+    """(N, d) on ``device``: the optimiser alone (``lse``) and ``auto`` against the published
+    algorithm (bisection on its threshold), each given ``budget`` seconds."""
+    welch = grassmann.lower_bound(num, dim, "lines").value
+    W0 = random_start(1, num, dim, generator=torch.Generator().manual_seed(0))[0].to(device)
+    thr, trials = _baseline(W0, budget, welch)
+    lse = generate(num, dim, method="lse", time_budget=budget, device=device)
+    auto = generate(num, dim, method="auto", time_budget=budget, device=device)
+    print(f"## ({num}, {dim}) lines, {budget:g} s each on {device}\n")
+    print("| method | coherence | ratio to Welch | steps | seconds |")
+    print("|---|---|---|---|---|")
+    print(f"| Welch bound | {welch:.4f} | 1.000 | | |")
+    print(_baseline_row("published threshold SGD, bisection", thr, trials, welch))
+    for name, res in (("ours, optimiser (lse)", lse), (f"ours, auto ({auto.method})", auto)):
+        print(f"| {name} | {res.coherence:.4f} | {res.coherence / welch:.3f} | {res.steps} | "
+              f"{res.seconds:.1f} |")  # fmt: skip
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=60.0, help="equal time budget (s)")
@@ -238,8 +257,14 @@ def main() -> None:
     ap.add_argument(
         "--only", choices=("optima", "budget", "speed", "memory"), help="run one section"
     )
+    ap.add_argument("--device", default="cpu", help="device of the duel")
+    ap.add_argument("--duel", metavar="NxD", help="only the equal-budget duel at this size")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {_load()}\n")
+    if args.duel:
+        num, dim = (int(x) for x in args.duel.lower().split("x"))
+        duel(num, dim, args.budget, args.device)
+        return
     if args.only in (None, "optima"):
         known_optima()
     if args.only in (None, "budget"):
