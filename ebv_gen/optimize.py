@@ -1,24 +1,13 @@
-"""Coherence minimisation on a product of spheres (or Grassmannians): the optimiser.
+"""Coherence minimisation on a product of spheres (or Grassmannians): the run.
 
-:class:`CoherenceAdam` minimises the largest pairwise similarity of ``R`` packings at once
-(restarts, batched on the leading dimension) by a Riemannian Adam step on the sharpened
-log-sum-exp surrogate of :func:`ebv_gen.kernels.surrogate_grad`,
-
-.. math:: f_t(Z) = m + \\frac{1}{t} \\log \\sum_{i<j} \\exp(t (s_{ij} - m)),
-
-with ``max s <= f_t <= max s + log(#pairs) / t``. The temperature ``t`` is sharpened over the
-run. The shift ``m`` is the previous step's maximum (kept on the device); every pass also
-returns the current maximum, and in the rare case that ``t (max - m)`` leaves a safe window the
-pass is repeated with the exact maximum as the shift, so the value and gradient are always those
-of the formula above (no overflow).
-
-Its state lives in ``optimizer.state`` (tensors of this process's rows and plain numbers) and
-:meth:`CoherenceAdam.state_dict` / :meth:`CoherenceAdam.load_state_dict` are the checkpoint
-format: resuming is ``load_state_dict``. :func:`minimize_coherence` is the loop around it
-(budgets, target, callbacks, periodic checkpoints, stop requests). With a
-:class:`ebv_gen.sharding.Shard` of a process group each rank holds and updates its own rows
-and walks its share of the tiles (see :mod:`ebv_gen.sharding`); without one everything runs in
-this process.
+:func:`minimize_coherence` drives :class:`ebv_gen.adam.CoherenceAdam` (the optimiser: a
+Riemannian Adam step on the sharpened log-sum-exp surrogate of the largest similarity) through
+its budgets: steps and/or seconds, a target, callbacks, periodic checkpoints
+(:meth:`~ebv_gen.adam.CoherenceAdam.state_dict`) and stop requests, in one process or on the
+ranks of a process group (:mod:`ebv_gen.sharding`). The defaults of a run
+(:func:`default_steps`, :func:`default_restarts`) live here; the tile kernels in
+:mod:`ebv_gen.kernels`, the product geometry in :mod:`ebv_gen.product`, the published baseline
+in :mod:`ebv_gen.threshold` (all re-exported here under their old names).
 """
 
 from __future__ import annotations
@@ -32,17 +21,15 @@ from typing import Any
 
 import torch
 
-from grassmann._validation import check_choice, check_float, check_int, check_tensor
+from grassmann._validation import check_float, check_int, check_tensor
 
+from .adam import CoherenceAdam
 from .kernels import (
     DEFAULT_TILE,
-    MODES,
     Stopped,
     max_similarity,
     near_max_pairs,
-    surrogate_finish,
     surrogate_grad,
-    surrogate_parts,
 )
 from .product import project, random_start, retract
 from .sharding import Shard
@@ -66,12 +53,6 @@ __all__ = [
     "surrogate_grad",
     "threshold_descent",
 ]
-
-#: Version of :meth:`CoherenceAdam.state_dict`; other versions are refused on load.
-STATE_FORMAT = "ebv_gen.CoherenceAdam/2"
-
-#: Safe window for ``t * (max - shift)``: outside it the pass is redone with the exact maximum.
-_WINDOW = {torch.float32: (-20.0, 40.0), torch.float64: (-20.0, 600.0)}
 
 #: Below this many flops per step (``R (N k)^2 d``) a CPU run uses one thread.
 _SMALL_WORK = 2e7
@@ -119,243 +100,6 @@ def single_thread(active: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-class CoherenceAdam:
-    """Riemannian Adam on the log-sum-exp surrogate of ``R`` packings' largest similarity.
-
-    Parameters
-    ----------
-    Z0
-        ``(R, N k, d)`` starting packings (all rows, on every rank); the dtype and device of
-        the search are those of ``Z0``.
-    block
-        ``k``: rows per point (1 for vectors; ``k > 1`` packs ``k``-dim subspaces).
-    mode
-        ``"lines"`` or ``"sphere"`` (``k = 1`` only).
-    lr
-        ``(start, end)`` step size, decayed geometrically with the schedule's progress ``p``:
-        the rotation (radians) of the point with the largest gradient in one step.
-    beta
-        ``(start, end)`` sharpness, geometric in ``p``. The temperature is ``t = beta / scale``
-        where ``scale`` is the distance of the current maximum to the nearer end of the
-        similarity range (``[0, k]`` for lines, ``[-1, 1]`` for sphere), so ``beta`` is
-        scale-free.
-    betas
-        Adam's moment decay rates.
-    tile
-        Tile edge in rows of ``Z``.
-    shard
-        The rows and tiles of this process (default: everything, one process).
-
-    Notes
-    -----
-    One host synchronisation per step (the ``(R,)`` maxima), none inside the tile loops. The
-    step is Adam-like (Kingma and Ba 2015) on the Riemannian gradient (projection of the
-    Euclidean gradient onto the tangent space of each point) with one change: the second
-    moment is summed over each point's coordinates and the largest point's value normalises
-    every point, so the most active point turns by about ``lr`` radians and points that carry
-    no weight in the soft maximum do not move (per-coordinate Adam would move them by ``lr``
-    too, which adds noise). The update is projected again and retracted (row normalisation, or
-    QR of each ``k``-block). The iterate with the smallest exact maximum is kept in
-    ``state["best_Z"]``, so the surrogate's bias never costs quality.
-    """
-
-    def __init__(
-        self,
-        Z0: torch.Tensor,
-        *,
-        block: int = 1,
-        mode: str = "lines",
-        lr: tuple[float, float] = (0.1, 1e-3),
-        beta: tuple[float, float] = (0.5, 2e3),
-        betas: tuple[float, float] = (0.9, 0.99),
-        tile: int = DEFAULT_TILE,
-        shard: Shard | None = None,
-    ) -> None:
-        check_tensor("Z0", Z0, ndim=3)
-        self.block = check_int("block", block, minimum=1)
-        self.mode = check_choice("mode", mode, MODES)
-        if self.mode == "sphere" and self.block != 1:
-            raise ValueError(f"mode='sphere' needs block=1, got block={block}")
-        self.tile = check_int("tile", tile, minimum=1)
-        R, M, _ = Z0.shape
-        if M % self.block:
-            raise ValueError(f"Z0 has {M} rows, not a multiple of block={block}")
-        self.num = M // self.block
-        self.lr, self.beta, self.betas = lr, beta, betas
-        self.shard = shard if shard is not None else Shard.create(self.num, self.block, tile)
-        self.dtype, self.device = Z0.dtype, Z0.device
-        self.lo, self.hi = (0.0, float(self.block)) if self.mode == "lines" else (-1.0, 1.0)
-        self._workspace: dict[str, torch.Tensor] = {}
-        own = self.shard.own(Z0).clone()
-        self.state: dict[str, Any] = {
-            "Z": own,
-            "best_Z": own.clone(),
-            "best": [math.inf] * R,
-            "m1": torch.zeros_like(own),
-            "m2": torch.zeros_like(own),
-            "step": 0,
-            "elapsed": 0.0,
-            "history": [],
-            "shift": self._max(Z0),
-        }
-
-    # -- the pieces of a step ------------------------------------------------------------------
-
-    def _max(self, Z_full: torch.Tensor, poll: Callable[[], bool] | None = None) -> torch.Tensor:
-        """Exact maximum similarity (working precision) of every packing, over all ranks."""
-        s = max_similarity(
-            Z_full, block=self.block, mode=self.mode, tiles=self.shard.tiles, poll=poll
-        )
-        return self.shard.max_(s)
-
-    def _surrogate(self, Z_full, t, shift, poll):
-        if not self.shard.distributed:
-            return surrogate_grad(
-                Z_full,
-                t,
-                shift,
-                block=self.block,
-                mode=self.mode,
-                tile=self.tile,
-                workspace=self._workspace,
-                poll=poll,
-            )
-        total, emax, grad = surrogate_parts(
-            Z_full,
-            t,
-            shift,
-            block=self.block,
-            mode=self.mode,
-            tiles=self.shard.tiles,
-            workspace=self._workspace,
-            poll=poll,
-        )
-        self.shard.sum_(total)
-        self.shard.max_(emax)
-        self.shard.sum_(grad)
-        return surrogate_finish(total, emax, self.shard.own(grad), t, shift, self.mode)
-
-    def step(self, progress: float, poll: Callable[[], bool] | None = None) -> list[float]:
-        """One step at schedule position ``progress`` in ``[0, 1]``.
-
-        Returns the exact maximum similarity of every packing *before* the step (the one host
-        synchronisation), after recording the improvements in ``state["best"]`` and
-        ``state["best_Z"]``. ``poll`` is checked between tiles: True raises
-        :class:`ebv_gen.kernels.Stopped` and leaves the state as it was before the step.
-        """
-        st = self.state
-        Z, shift = st["Z"], st["shift"]
-        p = min(1.0, max(0.0, progress))
-        beta_now = self.beta[0] * (self.beta[1] / self.beta[0]) ** p
-        lr_now = self.lr[0] * (self.lr[1] / self.lr[0]) ** p
-        scale = torch.clamp(torch.minimum(shift - self.lo, self.hi - shift), min=1e-9)
-        t = beta_now / scale
-        Z_full = self.shard.gather(Z)
-        value, eg, smax = self._surrogate(Z_full, t, shift, poll)
-        R = Z.shape[0]
-        lo, hi = _WINDOW.get(self.dtype, _WINDOW[torch.float32])
-        x = t * (smax - shift)
-        ok = (x >= lo) & (x <= hi)
-        packed = torch.cat([smax, ok.to(self.dtype)]).cpu()  # the one host sync of the step
-        smax_h = packed[:R].tolist()
-        if not all(v > 0.5 for v in packed[R:].tolist()):
-            value, eg, smax = self._surrogate(Z_full, t, smax, poll)
-        best = st["best"]
-        improved = [i for i in range(R) if smax_h[i] < best[i]]
-        if improved:
-            if len(improved) == R:
-                st["best_Z"].copy_(Z)
-            else:
-                idx = torch.tensor(improved, device=self.device)
-                st["best_Z"][idx] = Z[idx]
-            for i in improved:
-                best[i] = smax_h[i]
-        st["shift"] = smax
-        rg = project(Z, eg, self.block)
-        st["step"] += 1
-        b1, b2 = self.betas
-        m1, m2 = st["m1"], st["m2"]
-        m1.mul_(b1).add_(rg, alpha=1 - b1)
-        m2.mul_(b2).addcmul_(rg, rg, value=1 - b2)
-        c1 = 1 - b1 ** st["step"]
-        c2 = 1 - b2 ** st["step"]
-        # Adam-like, but the second moment is pooled per point and then the largest point's is
-        # used for all: the most active point turns by about lr radians per step, the others in
-        # proportion to their gradient (inactive points stay put).
-        vmax = self.shard.max_(m2.sum(dim=-1).amax(dim=-1))
-        upd = (m1 / c1) / (vmax / c2).sqrt_().add_(1e-30).view(-1, 1, 1)
-        upd = project(Z, upd, self.block)
-        st["Z"] = retract(Z - lr_now * upd, self.block)
-        return smax_h
-
-    def measure(self, poll: Callable[[], bool] | None = None) -> None:
-        """Measure the current iterate exactly and keep it where it improves the best."""
-        st = self.state
-        final = self._max(self.shard.gather(st["Z"]), poll).cpu().tolist()
-        for i, v in enumerate(final):
-            if v < st["best"][i]:
-                st["best"][i] = v
-                st["best_Z"][i] = st["Z"][i]
-
-    def best(self) -> tuple[torch.Tensor, list[float], int]:
-        """``(best_Z, best, k)``: every packing's best iterate (all rows), their similarities,
-        and the index of the best packing."""
-        best = list(self.state["best"])
-        k = min(range(len(best)), key=lambda i: best[i])
-        return self.shard.gather(self.state["best_Z"]), best, k
-
-    # -- checkpoints ----------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """The optimiser's state as CPU tensors and numbers (this rank's rows when sharded)."""
-        out: dict[str, Any] = {"format": STATE_FORMAT, "block": self.block, "mode": self.mode}
-        out["rank"], out["world"] = self.shard.rank, self.shard.world
-        for key, value in self.state.items():
-            if isinstance(value, torch.Tensor):
-                out[key] = value.detach().cpu().clone()
-            elif isinstance(value, list):
-                out[key] = list(value)
-            else:
-                out[key] = value
-        return out
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict` (same sizes, mode and world size).
-
-        Raises
-        ------
-        ValueError
-            A state of another format (an older version's checkpoint), size, mode or world size.
-        """
-        fmt = state.get("format")
-        if fmt != STATE_FORMAT:
-            raise ValueError(
-                f"state has format {fmt!r}, this version reads {STATE_FORMAT!r} (a checkpoint "
-                "of an older version): start the run again without resuming"
-            )
-        mine = (self.block, self.mode, self.shard.rank, self.shard.world)
-        theirs = (state["block"], state["mode"], state["rank"], state["world"])
-        if mine != theirs:
-            raise ValueError(
-                f"state is for (block, mode, rank, world) = {theirs}, this optimiser is {mine}"
-            )
-        if tuple(state["Z"].shape) != tuple(self.state["Z"].shape):
-            raise ValueError(
-                f"state holds packings of shape {tuple(state['Z'].shape)}, this optimiser "
-                f"{tuple(self.state['Z'].shape)}"
-            )
-        for key in self.state:
-            value = state[key]
-            if isinstance(value, torch.Tensor):
-                self.state[key] = value.to(device=self.device, dtype=self.dtype)
-            elif key == "history":
-                self.state[key] = [tuple(h) for h in value]
-            elif isinstance(value, list):
-                self.state[key] = list(value)
-            else:
-                self.state[key] = value
 
 
 @dataclass

@@ -257,9 +257,9 @@ def test_result_type():
 
 def test_memory_is_checked_before_a_closed_form_is_built(monkeypatch):
     # review finding: generate(2000, 2000) used to build the orthonormal frame first
-    from ebv_gen import generation
+    from ebv_gen import resources
 
-    monkeypatch.setattr(generation, "available_memory", lambda device: 1 << 20)
+    monkeypatch.setattr(resources, "available_memory", lambda device: 1 << 20)
     with pytest.raises(ValueError, match=r"num=2000, dim=2000 needs about .* GiB on cpu"):
         ebv_gen.generate(2000, 2000)
 

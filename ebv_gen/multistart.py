@@ -1,0 +1,392 @@
+"""Multi-start search for small packings: many batched starts, the minimax finish on the best.
+
+A single run of the surrogate optimiser ends in one basin, and for small packings (Sloane's
+tables: tens of lines in R^3..R^8) the basins are many and their optima differ in the third
+decimal. The search spends the budget in *rounds*. Each round optimises a batch of ``R`` starts
+side by side with :func:`ebv_gen.optimize.minimize_coherence` (a short, full temperature
+schedule: enough to pick the basin, not to solve it), then polishes the few best distinct
+restarts with :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's exact optimum.
+The starts of a round are
+
+* structured starts given by the caller (first round only): e.g. subsets of known frames with
+  more vectors, or known frames of fewer vectors filled up at random;
+* perturbations of the best packing so far (from the second round on, half the batch): Gaussian
+  noise of a random scale between 0.01 and 0.3 radians, retracted -- basin hopping (Wales &
+  Doye 1997) around the incumbent;
+* uniform random points (the rest).
+
+The best packing over all rounds is returned. ``steps`` is the total number of optimiser steps
+(each advances a whole batch): a round takes ``round_steps(N) + REFINE_STEPS`` of them, the
+last one what is left; the result then depends only on the seed. With only a time budget the rounds
+run until it is spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .finish import minimax_finish
+from .kernels import DEFAULT_TILE
+from .optimize import minimize_coherence
+from .product import random_start, retract
+
+__all__ = [
+    "FINISH_PER_ROUND",
+    "MAX_ROUND_SIZE",
+    "MIN_ROUND_SIZE",
+    "REFINE_STEPS",
+    "SearchResult",
+    "multistart",
+    "round_size",
+    "round_steps",
+]
+
+#: Optimiser steps per round (the whole temperature schedule of one batch of starts):
+#: ``ROUND_STEPS_PER_POINT * N`` rounded, between these bounds. Larger packings need a longer
+#: schedule to settle into their basin before the basins can be told apart (at N = 80 in R^5,
+#: 1200-step runs end 10x closer to the best known than 300-step runs of the same total cost).
+ROUND_STEPS_PER_POINT = 25
+ROUND_STEPS_MIN = 300
+ROUND_STEPS_MAX = 2500
+
+#: The restarts finished per round: the best ones whose similarities differ (distinct basins).
+FINISH_PER_ROUND = 3
+
+#: The sharper surrogate run of the restarts to be finished: steps, sharpness and step sizes.
+REFINE_STEPS = 1000
+REFINE_BETA = (2e3, 1e5)
+REFINE_LR = (1e-2, 1e-5)
+
+#: Linear programmes per finish in the search (a finish from a refined start needs a few).
+FINISH_ITERATIONS = 50
+
+#: Two restarts whose similarities agree to this (relative) are taken for the same basin.
+_SAME_BASIN = 1e-7
+
+#: A packing within this of the target (the lower bound, which nothing beats) ends the search:
+#: finishing the last digits of a non-isolated optimum converges only linearly.
+_TARGET_SLACK = 1e-10
+
+#: Work of one round, ``R * steps * (N k)^2 * d``: about a second of a laptop CPU.
+_ROUND_WORK = 6e10
+
+#: Starts per round: at least this many, at most :data:`MAX_ROUND_SIZE`.
+MIN_ROUND_SIZE = 4
+MAX_ROUND_SIZE = 256
+
+#: With a time budget, the shares of what is left that one round's exploration, its sharper
+#: run and each of its finishes may take: a long schedule is compressed to fit (the optimiser's
+#: schedule follows whichever budget ends first), so that even the largest small problems get
+#: several rounds.
+_EXPLORE_SHARE = 1 / 3
+_REFINE_SHARE = 1 / 8
+_FINISH_SHARE = 1 / 6
+
+
+def _share(remaining: float | None, share: float) -> float | None:
+    return None if remaining is None else remaining * share
+
+
+#: Perturbation scales of basin hopping (radians), drawn log-uniformly.
+_PERTURB = (0.01, 0.3)
+
+
+def round_steps(num: int) -> int:
+    """Optimiser steps per round for ``num`` points (see :data:`ROUND_STEPS_PER_POINT`)."""
+    steps = round(ROUND_STEPS_PER_POINT * num, -2)
+    return int(min(ROUND_STEPS_MAX, max(ROUND_STEPS_MIN, steps)))
+
+
+def round_size(num: int, dim: int, block: int = 1) -> int:
+    """Starts optimised side by side in one round: a round's work ``R * steps * (N k)^2 * d``
+    of about :data:`_ROUND_WORK` (a second of a laptop CPU), between :data:`MIN_ROUND_SIZE`
+    and :data:`MAX_ROUND_SIZE`."""
+    work = float(round_steps(num)) * float(num * block) ** 2 * dim
+    return int(max(MIN_ROUND_SIZE, min(MAX_ROUND_SIZE, _ROUND_WORK // max(work, 1.0))))
+
+
+@dataclass
+class SearchResult:
+    """Outcome of :func:`multistart`.
+
+    Attributes
+    ----------
+    Z
+        ``(N k, d)`` best packing (float64, on the search device).
+    similarity
+        Its exact ``max_{i<j} s_ij`` (float64).
+    steps, seconds
+        Optimiser steps over all rounds (each advances a whole batch) and wall time
+        (cumulative over resumes).
+    history
+        ``[(step, seconds, best similarity), ...]``, one entry per round.
+    interrupted
+        True when ``should_stop`` or a ``KeyboardInterrupt`` ended the search early.
+    rounds, starts, finishes
+        Rounds run, starts optimised, finishes run.
+    origin
+        Where the best packing came from: ``"random"``, ``"perturbed"`` or the name of the
+        structured start.
+    """
+
+    Z: torch.Tensor
+    similarity: float
+    steps: int
+    seconds: float
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    interrupted: bool = False
+    rounds: int = 0
+    starts: int = 0
+    finishes: int = 0
+    origin: str = "random"
+
+
+def _perturbed(
+    best: torch.Tensor, count: int, block: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``count`` copies of ``best`` moved by Gaussian noise of log-uniform scales, retracted."""
+    lo, hi = math.log(_PERTURB[0]), math.log(_PERTURB[1])
+    scale = torch.exp(lo + (hi - lo) * torch.rand(count, 1, 1, generator=generator))
+    noise = torch.randn(count, *best.shape, generator=generator, dtype=torch.float64)
+    Z = best.detach().to("cpu", torch.float64).unsqueeze(0) + scale.double() * noise
+    return retract(Z, block)
+
+
+def _distinct_best(similarities: Sequence[float], count: int) -> list[int]:
+    """Indices of the ``count`` smallest similarities, at most one per basin."""
+    order = sorted(range(len(similarities)), key=lambda i: similarities[i])
+    picked: list[int] = []
+    for i in order:
+        s = similarities[i]
+        if not math.isfinite(s):
+            continue
+        if all(abs(s - similarities[j]) > _SAME_BASIN * max(1.0, abs(s)) for j in picked):
+            picked.append(i)
+        if len(picked) == count:
+            break
+    return picked
+
+
+def multistart(
+    num: int,
+    dim: int,
+    *,
+    block: int = 1,
+    mode: str = "lines",
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    steps: int | None = None,
+    time_budget: float | None = None,
+    steps_per_round: int | None = None,
+    restarts: int | None = None,
+    tile: int = DEFAULT_TILE,
+    target: float | None = None,
+    structured: Sequence[tuple[str, torch.Tensor]] = (),
+    callback: Callable[[int, float, float], None] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    state: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SearchResult:
+    """Search packings of ``num`` points (``block`` rows each) in ``R^dim`` by rounds of
+    batched starts and the minimax finish (see the module docstring).
+
+    Parameters
+    ----------
+    num, dim, block, mode
+        The problem: ``N`` points of ``k = block`` orthonormal rows in ``R^d``; ``"lines"`` or
+        ``"sphere"``.
+    generator
+        Draws every random start and perturbation (CPU, float64; the same on every device).
+    dtype, device
+        Precision of the sharper run of the restarts to be finished (the exploration runs in
+        float32, the finish in float64), and the device of both.
+    steps, time_budget
+        Total optimiser steps over all rounds, and/or seconds; at least one is required.
+    steps_per_round
+        Steps per round (one full temperature schedule; default :func:`round_steps`).
+    restarts
+        Starts per round (default :func:`round_size`).
+    tile
+        Tile edge of the streamed Gram matrix.
+    target
+        Stop once the best similarity is ``<= target`` (the lower bound: nothing beats it).
+    structured
+        ``(name, Z)`` starts of shape ``(N k, d)`` for the first round.
+    callback
+        ``callback(step, current, best)`` after every round (similarities).
+    checkpoint
+        ``checkpoint(state)`` after every round, with a dict from which ``state=`` resumes.
+    state
+        A dict produced by ``checkpoint``: the search continues with the next round.
+    should_stop
+        Polled by the optimiser (every step) and the finish (every iteration); True ends the
+        search with the best packing so far.
+
+    Returns
+    -------
+    SearchResult
+    """
+    if steps is None and time_budget is None:
+        raise ValueError("give steps or time_budget (or both), got neither")
+    R = restarts if restarts is not None else round_size(num, dim, block)
+    per_round = steps_per_round if steps_per_round is not None else round_steps(num)
+    best_Z: torch.Tensor | None = None
+    best = math.inf
+    origin = "random"
+    done_rounds = starts = finishes = total_steps = 0
+    elapsed0 = 0.0
+    history: list[tuple[int, float, float]] = []
+    if state is not None:
+        best_Z = state["best_Z"].to(device=device, dtype=torch.float64)
+        best = float(state["best"])
+        origin = str(state["origin"])
+        done_rounds, starts, finishes = state["rounds"], state["starts"], state["finishes"]
+        total_steps = int(state["steps"])
+        elapsed0 = float(state["seconds"])
+        history = [tuple(h) for h in state["history"]]
+        generator.set_state(state["rng"])
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed0 + time.perf_counter() - start
+
+    def remaining() -> float | None:
+        return None if time_budget is None else max(0.0, time_budget - elapsed())
+
+    interrupted = False
+    while True:
+        left = None if steps is None else steps - total_steps
+        if left is not None and left <= 0:
+            break
+        if time_budget is not None and remaining() <= 0:
+            break
+        if target is not None and best <= target + _TARGET_SLACK:
+            break
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+        names: list[str] = []
+        batch: list[torch.Tensor] = []
+        if done_rounds == 0:
+            for name, Z in list(structured)[:R]:
+                names.append(name)
+                batch.append(Z.detach().to("cpu", torch.float64).unsqueeze(0))
+        if best_Z is not None:
+            count = max(0, min(R // 2, R - len(names)))
+            names += ["perturbed"] * count
+            batch.append(_perturbed(best_Z, count, block, generator))
+        fresh = R - len(names)
+        if fresh > 0:
+            names += ["random"] * fresh
+            batch.append(
+                random_start(fresh, num, dim, block=block, dtype=torch.float64, generator=generator)
+            )
+        # the exploration only picks basins: float32 is twice as fast and precise enough
+        Z0 = torch.cat(batch).to(device=device, dtype=torch.float32)
+        res = minimize_coherence(
+            Z0,
+            block=block,
+            mode=mode,
+            steps=per_round if left is None else min(per_round, left),
+            time_budget=_share(remaining(), _EXPLORE_SHARE),
+            tile=tile,
+            target=target,
+            should_stop=should_stop,
+        )
+        total_steps += res.steps
+        starts += R
+        done_rounds += 1
+        if res.interrupted:
+            interrupted = True
+        round_best = min(res.restart_similarity)
+        picked = _distinct_best(res.restart_similarity, FINISH_PER_ROUND)
+        refine = REFINE_STEPS if steps is None else min(REFINE_STEPS, steps - total_steps)
+        if not interrupted and picked and refine > 0:
+            # the surrogate picked the basins; a sharper run of the few best takes each close
+            # enough to its optimum that the finish only has the last digits to do
+            ref = minimize_coherence(
+                res.restart_Z[picked].to(dtype),
+                block=block,
+                mode=mode,
+                steps=refine,
+                time_budget=_share(remaining(), _REFINE_SHARE),
+                beta=REFINE_BETA,
+                lr=REFINE_LR,
+                tile=tile,
+                target=target,
+                should_stop=should_stop,
+            )
+            total_steps += ref.steps
+            interrupted = interrupted or ref.interrupted
+            candidates = [
+                (ref.restart_Z[r], ref.restart_similarity[r], picked[r]) for r in range(len(picked))
+            ]
+        else:
+            candidates = [(res.restart_Z[i], res.restart_similarity[i], i) for i in picked]
+        # a finish from a start the refine did not reach is slow and rarely lands: with a step
+        # budget too small for a full round, the surrogate's best is kept as it is
+        unrefined = steps is not None and refine < REFINE_STEPS
+        for Zc, sc, idx in candidates:
+            if interrupted or unrefined or (time_budget is not None and remaining() <= 0):
+                # no time left to finish: the surrogate's best still counts
+                if sc < best:
+                    best, best_Z, origin = sc, Zc.to(torch.float64), names[idx]
+                continue
+            fin = minimax_finish(
+                Zc,
+                block=block,
+                mode=mode,
+                tile=tile,
+                max_iter=FINISH_ITERATIONS,
+                time_budget=_share(remaining(), _FINISH_SHARE),
+                should_stop=should_stop,
+            )
+            finishes += 1
+            if fin.reason == "stopped":
+                interrupted = True
+            if fin.similarity < best:
+                best, best_Z, origin = fin.similarity, fin.Z, names[idx]
+        history.append((total_steps, round(elapsed(), 4), best))
+        if callback is not None:
+            callback(total_steps, round_best, best)
+        if checkpoint is not None and best_Z is not None:
+            checkpoint(
+                {
+                    "kind": "multistart",
+                    "best_Z": best_Z.detach().cpu(),
+                    "best": best,
+                    "origin": origin,
+                    "rounds": done_rounds,
+                    "starts": starts,
+                    "finishes": finishes,
+                    "steps": total_steps,
+                    "seconds": elapsed(),
+                    "history": list(history),
+                    "rng": generator.get_state(),
+                }
+            )
+        if interrupted:
+            break
+    if best_Z is None:  # no round ran (zero budget): the first start, measured
+        Z0 = random_start(1, num, dim, block=block, dtype=torch.float64, generator=generator)
+        fin = minimax_finish(Z0[0].to(device), block=block, mode=mode, tile=tile, max_iter=0)
+        best_Z, best = fin.Z, fin.similarity
+    return SearchResult(
+        best_Z,
+        best,
+        total_steps,
+        elapsed(),
+        history,
+        interrupted,
+        done_rounds,
+        starts,
+        finishes,
+        origin,
+    )
