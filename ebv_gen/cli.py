@@ -374,205 +374,25 @@ def _cmd_generate_subspaces(args: argparse.Namespace) -> int:
     )
 
 
-def verify_file(path: str) -> tuple[int, dict[str, Any]]:
-    """Check ``path``; return ``(exit code, verdict dict)``.
-
-    Dispatches on the rank of the stored array: 2-D class vectors, 3-D subspace bases
-    ``(N, n, k)``; other ranks are unusable.
-    """
-    import grassmann
-    from grassmann.npyio import InvalidContentError, UnusableFileError, load_array
-
-    from .io import check_sidecar
-
-    verdict: dict[str, Any] = {"file": path}
-    try:
-        array = load_array(path)
-        verifier = _VERIFIERS.get(array.ndim)
-        if verifier is None:
-            want = ", ".join(f"{n}-D" for n in sorted(_VERIFIERS))
-            raise UnusableFileError(
-                f"{path!r} holds a {array.ndim}-D array of shape {array.shape}, expected {want}"
-            )
-        verdict.update(verifier(path, array, grassmann, check_sidecar))
-    except UnusableFileError as exc:
-        verdict.update(valid=False, status="unusable", error=str(exc))
-        return EXIT_USAGE, verdict
-    except InvalidContentError as exc:
-        verdict.update(valid=False, status="invalid", error=str(exc))
-        return EXIT_INVALID, verdict
-    verdict.update(valid=True, status="valid")
-    return EXIT_OK, verdict
-
-
-def _check_claim(path: str, side: dict[str, Any] | None, key: str, value: float) -> float | None:
-    """The sidecar's ``key`` when it states one; ``InvalidContentError`` if it differs from the
-    recomputed ``value`` by more than ``1e-6``."""
-    claimed = (side or {}).get(key)
-    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
-        return None
-    if abs(float(claimed) - value) > 1e-6:
-        from grassmann.npyio import InvalidContentError
-
-        raise InvalidContentError(
-            f"{path!r}: {key.replace('_', ' ')} {value:.9f} differs from the sidecar's "
-            f"{float(claimed):.9f}"
-        )
-    return float(claimed)
-
-
-def _verify_vectors(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from grassmann.npyio import validate_vectors
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    validate_vectors(tensor, name=f"vectors in {path!r}")
-    side = check_sidecar(path, tensor)
-    n, d = tensor.shape
-    mode = (side or {}).get("mode", "lines")
-    if mode not in ("lines", "sphere"):
-        mode = "lines"
-    out: dict[str, Any] = {
-        "kind": "vectors",
-        "num": int(n),
-        "dim": int(d),
-        "mode": mode,
-        "sidecar": side is not None,
-    }
-    if n >= 2:
-        bound = grassmann.lower_bound(int(n), int(d), mode)
-        mu = grassmann.coherence(tensor, mode=mode)
-        out.update(coherence=mu, lower_bound=bound.value, lower_bound_name=bound.name)
-        out["gap"] = mu - bound.value
-        claimed = _check_claim(path, side, "coherence", mu)
-        if claimed is not None:
-            out["sidecar_coherence"] = claimed
-    return out
-
-
-def _verify_subspaces(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
-    """A ``(N, n, k)`` stack of orthonormal bases (``ebv-gen generate-subspaces``)."""
-    import numpy as np
-    import torch
-
-    from grassmann.npyio import InvalidContentError, validate_bases
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    validate_bases(tensor, name=f"bases in {path!r}")
-    side = check_sidecar(path, tensor)
-    if side is not None and side.get("kind", "subspaces") != "subspaces":
-        raise InvalidContentError(
-            f"{path!r} holds a 3-D array but its sidecar says kind={side.get('kind')!r}"
-        )
-    num, n, k = (int(x) for x in tensor.shape)
-    out: dict[str, Any] = {"kind": "subspaces", "num": num, "n": n, "k": k}
-    out["sidecar"] = side is not None
-    if num >= 2 and k < n:
-        try:  # float64 files are held to 1e-6 orthonormality there
-            quality = grassmann.subspace_coherence(tensor)
-        except ValueError as exc:
-            raise InvalidContentError(f"bases in {path!r}: {exc}") from None
-        bound = grassmann.subspace_lower_bound(num, n, k)
-        out.update(min_distance=quality.min_chordal_distance, min_angle=quality.min_angle)
-        out.update(bound=bound.value, bound_name=bound.name)
-        out["gap"] = bound.value - quality.min_chordal_distance
-        for key in ("min_distance", "min_angle"):
-            claimed = _check_claim(path, side, key, out[key])
-            if claimed is not None:
-                out[f"sidecar_{key}"] = claimed
-    return out
-
-
-#: verify's dispatch on the array rank.
-_VERIFIERS = {2: _verify_vectors, 3: _verify_subspaces}
-
-
-def _describe(path: str, verdict: dict[str, Any]) -> str:
-    """The one-line text of a valid verdict."""
-    tail = "" if verdict["sidecar"] else " (no sidecar)"
-    if verdict["kind"] == "subspaces":
-        gr = f"Gr({verdict['n']}, {verdict['k']})"
-        head = f"valid: {path}: {verdict['num']} orthonormal bases of {gr}"
-        if "min_distance" not in verdict:
-            return head + tail
-        return (
-            f"{head}, min chordal distance {verdict['min_distance']:.6f} (float64), min angle "
-            f"{math.degrees(verdict['min_angle']):.4f} deg, bound {verdict['bound']:.6f} "
-            f"({verdict['bound_name']}), gap {verdict['gap']:.2e}" + tail
-        )
-    head = f"valid: {path}: {verdict['num']} x {verdict['dim']} unit vectors"
-    if "coherence" not in verdict:
-        return head
-    return (
-        f"{head}, coherence {verdict['coherence']:.6f} (float64), bound "
-        f"{verdict['lower_bound']:.6f} ({verdict['lower_bound_name']}), "
-        f"gap {verdict['gap']:.2e}" + tail
-    )
-
-
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import describe, verify_file
+
     code, verdict = verify_file(args.file)
     if args.json:
         print(json.dumps(verdict))
     elif code == EXIT_OK:
-        print(_describe(args.file, verdict))
+        print(describe(args.file, verdict))
     else:
         print(f"{verdict['status']}: {verdict['error']}")
     return code
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    import grassmann
-
-    from .io import load, read_sidecar
+    from .plot import plot_file
 
     out = Path(args.output)
     _check_writable(out, args.force, "figure")
-    vectors = load(args.file)
-    side = read_sidecar(args.file) or {}
-    mode = side.get("mode", "lines") if side.get("mode") in ("lines", "sphere") else "lines"
-    if vectors.shape[0] < 2:
-        raise CLIError(f"{args.file!r} holds a single vector: nothing to plot")
-    rep = grassmann.coherence_report(vectors, mode=mode)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history = side.get("history") or []
-    ncols = 2 if history else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    ax = axes[0, 0]
-    edges, counts = rep.histogram
-    ax.stairs(counts, edges, fill=True, alpha=0.7)
-    ax.axvline(rep.coherence, color="C3", label=f"coherence {rep.coherence:.4f}")
-    ax.axvline(rep.bound, color="C2", ls="--", label=f"{rep.bound_name} bound {rep.bound:.4f}")
-    ax.set_xlabel("|cos|" if mode == "lines" else "cos")
-    ax.set_ylabel("pairs")
-    ax.set_title(f"{vectors.shape[0]} x {vectors.shape[1]} {mode}")
-    ax.legend()
-    if history:
-        ax2 = axes[0, 1]
-        steps = [h[0] for h in history]
-        coh = [h[2] for h in history]
-        ax2.plot(steps, coh, label="best coherence")
-        ax2.axhline(rep.bound, color="C2", ls="--", label="bound")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("coherence")
-        ax2.set_yscale("log" if min(coh) > 0 else "linear")
-        ax2.legend()
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    plot_file(args.file, out)
     print(f"wrote {out}")
     return EXIT_OK
 
