@@ -456,6 +456,10 @@ def _open_output(args: argparse.Namespace):
     return out, ckpt, device
 
 
+#: Methods that run the optimiser (a plan line and progress); the others build a frame.
+_SEARCHING = ("auto", "lse", "threshold")
+
+
 def _run_and_save(
     args: argparse.Namespace,
     out: Path,
@@ -473,7 +477,8 @@ def _run_and_save(
     handlers with progress, save the result (``extra(result)`` added to the sidecar) and print
     the report line; exit code 0, or ``128 + signal`` when a signal stopped it (the best result
     so far is saved)."""
-    _note(args, plan.describe() + "; Ctrl-C stops and saves the best so far")
+    if plan.method in _SEARCHING:  # the others build a frame at once (or refuse the size)
+        _note(args, plan.describe() + "; Ctrl-C stops and saves the best so far")
     bar = _Progress(
         steps=plan.steps,
         time_budget=args.time_budget,
