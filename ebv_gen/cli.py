@@ -276,7 +276,8 @@ def _check_output(
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise CLIError(
-            f"{option} {text!r}: directory {str(parent)!r} is not writable ({reason})"
+            f"{option} {text!r}: directory {str(parent)!r} is not writable (creating a file "
+            f"there fails: {reason})"
         ) from None
     os.close(fd)
     os.unlink(probe)

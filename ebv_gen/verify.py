@@ -112,6 +112,21 @@ def _check_claim(path: str, side: dict[str, Any] | None, key: str, value: float)
     return float(claimed)
 
 
+def _sidecar_of(path: str, tensor, kind: str) -> dict[str, Any] | None:
+    """The sidecar of ``path`` checked against ``tensor`` (:func:`ebv_gen.io.check_sidecar`)
+    and against the ``kind`` of array the file holds."""
+    from grassmann.npyio import InvalidContentError
+
+    from .io import check_sidecar
+
+    side = check_sidecar(path, tensor)
+    if side is not None and side.get("kind", kind) != kind:
+        raise InvalidContentError(
+            f"{path!r} holds a {tensor.ndim}-D array but its sidecar says kind={side.get('kind')!r}"
+        )
+    return side
+
+
 def _single(path: str, what: str, quality: str) -> Exception:
     from grassmann.npyio import InvalidContentError
 
@@ -141,16 +156,11 @@ def _verify_vectors(path: str, array, grassmann, mode: str | None) -> dict[str, 
 
     from grassmann.npyio import InvalidContentError, validate_vectors
 
-    from .io import check_sidecar
     from .sidecar import vectors_quality
 
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     validate_vectors(tensor, name=f"vectors in {path!r}")
-    side = check_sidecar(path, tensor)
-    if side is not None and side.get("kind", "vectors") != "vectors":
-        raise InvalidContentError(
-            f"{path!r} holds a 2-D array but its sidecar says kind={side.get('kind')!r}"
-        )
+    side = _sidecar_of(path, tensor, "vectors")
     n, d = (int(x) for x in tensor.shape)
     mode, mode_from = _resolve_mode(path, side, mode)
     if n < 2:
@@ -178,18 +188,13 @@ def _verify_subspaces(path: str, array, grassmann, mode: str | None) -> dict[str
 
     from grassmann.npyio import InvalidContentError, validate_bases
 
-    from .io import check_sidecar
     from .sidecar import subspaces_quality
 
     if mode is not None:
         raise ValueError(f"mode={mode!r} applies to class vectors; {path!r} holds subspaces")
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     validate_bases(tensor, name=f"bases in {path!r}")
-    side = check_sidecar(path, tensor)
-    if side is not None and side.get("kind", "subspaces") != "subspaces":
-        raise InvalidContentError(
-            f"{path!r} holds a 3-D array but its sidecar says kind={side.get('kind')!r}"
-        )
+    side = _sidecar_of(path, tensor, "subspaces")
     num, n, k = (int(x) for x in tensor.shape)
     if num < 2:
         raise _single(path, "subspace", "a minimum distance")
@@ -236,7 +241,8 @@ def describe(path: str, verdict: dict[str, Any]) -> str:
         )
     if verdict["mode_from"] == "default":
         other = "sphere" if verdict["mode"] == "lines" else "lines"
-        tail = f" (no sidecar: checked as {verdict['mode']}; --mode {other} for the other)"
+        what = "a spherical code" if other == "sphere" else "lines"
+        tail = f" (no sidecar: checked as {verdict['mode']}; --mode {other} checks {what})"
     return (
         f"valid: {path}: {verdict['num']} x {verdict['dim']} unit vectors ({verdict['mode']}), "
         f"coherence {verdict['coherence']:.6f} (float64), bound {verdict['bound']:.6f} "
