@@ -368,7 +368,7 @@ class _Progress:
         self.steps, self.budget, self.bound, self.label = steps, time_budget, bound, label
         self.enabled, self.log_every = enabled, log_every
         self.last_log: float | None = None
-        self.done = 0.0
+        self.done: float = 0
         self.bar = None
         self.by_time = by_time = steps is None and time_budget is not None
         if enabled and sys.stderr.isatty():

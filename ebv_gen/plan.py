@@ -54,7 +54,8 @@ class RunPlan:
     memory
         Bytes the search needs (:func:`ebv_gen.generation.required_memory`).
     step_seconds
-        Estimated seconds per optimiser step, ``None`` when negligible.
+        Seconds of the matrix products of one optimiser step at the measured rate (a lower
+        bound on the step's time), ``None`` when negligible.
     """
 
     what: str
@@ -75,7 +76,9 @@ class RunPlan:
         if self.time_budget is not None:
             budget.append(f"{self.time_budget:g} s")
         per_step = (
-            "" if self.step_seconds is None else f", ~{format_duration(self.step_seconds)}/step"
+            ""
+            if self.step_seconds is None
+            else f", matrix products ~{format_duration(self.step_seconds)}/step"
         )
         return (
             f"{self.what} on {self.device}, method {self.method}, budget "

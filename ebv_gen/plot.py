@@ -289,7 +289,8 @@ def _render(draw, side: dict[str, Any], out: Path, fmt: str) -> None:
     history = _history_panel(side, key, label, bound)
     if history is not None:
         panels = [*panels, history]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    width = max(8.0, 5.5 * len(panels))  # room for the title over a single panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         panel(ax)
     fig.suptitle(title)

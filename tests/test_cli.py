@@ -641,3 +641,28 @@ def test_verify_json_uses_the_sidecar_key_names(tmp_path, capsys):
         for key in keys:
             assert verdict[key] == pytest.approx(side[key], abs=1e-9) or verdict[key] == side[key]
         assert verdict["kind"] == side["kind"]
+
+
+def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
+    from ebv_gen.plan import format_duration, plan_run
+
+    plan = plan_run(
+        100_000,
+        4096,
+        device=torch.device("cpu"),
+        method="auto",
+        steps=None,
+        time_budget=None,
+        what="100000 x 4096 lines",
+    )
+    line = plan.describe()
+    assert plan.dtype == torch.float32 and plan.default_steps and plan.steps >= 200
+    assert plan.step_seconds is not None and plan.step_seconds > 0
+    assert "100000 x 4096 lines on cpu, method auto" in line and "(default)" in line
+    assert "GiB" in line and "matrix products ~" in line
+    assert [format_duration(s) for s in (0.5, 42, 425, 7980)] == [
+        "0.5 s",
+        "42 s",
+        "7m 05s",
+        "2h 13m",
+    ]
