@@ -9,6 +9,7 @@ agree with the file (shape, sha256) and with the recomputed quality to ``1e-6``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = [
@@ -38,7 +39,7 @@ DUPLICATE_COHERENCE = 1.0 - 1e-12
 DUPLICATE_DISTANCE = 1e-6
 
 
-def verify_file(path: str, *, mode: str | None = None) -> tuple[int, dict[str, Any]]:
+def verify_file(path: str | os.PathLike, *, mode: str | None = None) -> tuple[int, dict[str, Any]]:
     """Check ``path``; return ``(exit code, verdict dict)``.
 
     Dispatches on the rank of the stored array: 2-D class vectors ``(N, d)`` and 3-D subspace
@@ -74,6 +75,9 @@ def verify_file(path: str, *, mode: str | None = None) -> tuple[int, dict[str, A
     from grassmann._validation import check_choice
     from grassmann.npyio import InvalidContentError, UnusableFileError, load_array
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = os.fspath(path)
     if mode is not None:
         mode = check_choice("mode", mode, ("lines", "sphere"))
     verdict: dict[str, Any] = {"file": path}

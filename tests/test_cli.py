@@ -666,3 +666,13 @@ def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
         "7m 05s",
         "2h 13m",
     ]
+
+
+def test_verify_file_takes_paths_and_names_a_bad_argument(tmp_path):
+    p = _craft(tmp_path, "valid_nosidecar")
+    code, verdict = ebv_gen.verify_file(p)
+    assert code == 0 and verdict["file"] == str(p) and verdict["mode_from"] == "default"
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        ebv_gen.verify_file(3)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ebv_gen.verify_file(p, mode="plane")
