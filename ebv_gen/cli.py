@@ -15,7 +15,6 @@ parses, checks the output before any work, handles the signals and draws the pro
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
@@ -23,9 +22,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .progress import Progress
+from .signals import Abort, StopFlag, handle_signals
 
 __all__ = ["main"]
 
@@ -290,144 +292,6 @@ def _note(args: argparse.Namespace, message: str) -> None:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-class _Abort(BaseException):
-    """The second SIGINT/SIGTERM: stop at once, write nothing. Not a ``KeyboardInterrupt``,
-    which the engine catches to return the best result so far."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _StopFlag:
-    """The first SIGINT/SIGTERM sets the flag that the generator polls (it stops within a tile
-    and the best result so far is saved) and says so on stderr; a second one raises
-    :class:`_Abort` at once."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self.signal = 0
-
-    def __call__(self) -> bool:
-        return self.stop
-
-    def handler(self, signum, frame) -> None:  # noqa: ARG002
-        if self.stop:
-            raise _Abort(signum)
-        self.stop = True
-        self.signal = signum
-        name = signal.Signals(signum).name
-        print(
-            f"{PROG}: {name}: stopping and saving the best result so far "
-            f"(send it again to abort without saving)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-@contextlib.contextmanager
-def _signals(flag: _StopFlag) -> Iterator[None]:
-    if sys.platform == "win32" or not _main_thread():
-        yield
-        return
-    old_int = signal.signal(signal.SIGINT, flag.handler)
-    old_term = signal.signal(signal.SIGTERM, flag.handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-class _Progress:
-    """The generator's ``callback(step, current, best)``: a tqdm bar with total and ETA when
-    stderr is a terminal (over the steps, or over the seconds of a time budget when no step
-    count is known); otherwise one line every ``log_every`` seconds (the first at the first
-    callback), for log files and cluster jobs; nothing with ``enabled=False``."""
-
-    def __init__(
-        self,
-        *,
-        steps: int | None,
-        time_budget: float | None,
-        bound: float,
-        label: str,
-        enabled: bool,
-        log_every: float,
-    ) -> None:
-        import time
-
-        self.clock = time.perf_counter
-        self.t0 = self.clock()
-        self.steps, self.budget, self.bound, self.label = steps, time_budget, bound, label
-        self.enabled, self.log_every = enabled, log_every
-        self.last_log: float | None = None
-        self.done: float = 0
-        self.bar = None
-        self.by_time = by_time = steps is None and time_budget is not None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=time_budget if by_time else steps,
-                unit="s" if by_time else "step",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                bar_format=(
-                    "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]{postfix}"
-                    if by_time
-                    else None
-                ),
-            )
-
-    def _fraction(self, step: int, elapsed: float) -> float | None:
-        fractions = []
-        if self.steps:
-            fractions.append(step / self.steps)
-        if self.budget:
-            fractions.append(elapsed / self.budget)
-        return min(1.0, max(fractions)) if fractions else None
-
-    def __call__(self, step: int, current: float, best: float) -> None:
-        if not self.enabled:
-            return
-        elapsed = self.clock() - self.t0
-        status = f"{self.label} {current:.5f} best {best:.5f} bound {self.bound:.5f}"
-        if self.bar is not None:
-            done = min(elapsed, self.budget) if self.by_time else step
-            self.bar.update(done - self.done)
-            self.done = done
-            self.bar.set_postfix_str(
-                f"step {step} {status}" if self.by_time else status, refresh=False
-            )
-            return
-        if self.last_log is not None and elapsed - self.last_log < self.log_every:
-            return
-        self.last_log = elapsed
-        from .plan import format_duration
-
-        frac = self._fraction(step, elapsed)
-        where = f"step {step}" + (f"/{self.steps}" if self.steps else "")
-        if frac is not None and frac > 0:
-            eta = elapsed * (1.0 - frac) / frac
-            where += f" ({100 * frac:.0f}%, ETA {format_duration(eta)})"
-        print(
-            f"{PROG}: {where}  {format_duration(elapsed)}  {status}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ----------------------------------------------------------------------------- commands
 
 
@@ -480,7 +344,7 @@ def _run_and_save(
     so far is saved)."""
     if plan.method in _SEARCHING:  # the others build a frame at once (or refuse the size)
         _note(args, plan.describe() + "; Ctrl-C stops and saves the best so far")
-    bar = _Progress(
+    bar = Progress(
         steps=plan.steps,
         time_budget=args.time_budget,
         bound=bound,
@@ -488,8 +352,8 @@ def _run_and_save(
         enabled=not args.quiet,
         log_every=args.log_every,
     )
-    flag = _StopFlag()
-    with _signals(flag):
+    flag = StopFlag()
+    with handle_signals(flag):
         try:
             result = generator(
                 seed=args.seed,
@@ -650,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
-    except _Abort as exc:
+    except Abort as exc:
         name = signal.Signals(exc.signum).name
         print(f"{PROG}: {name} again: aborted, nothing written", file=sys.stderr)
         return 128 + exc.signum

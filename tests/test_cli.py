@@ -483,17 +483,17 @@ def test_plan_line_then_periodic_progress_lines_when_stderr_is_a_log(tmp_path):
 
 
 def test_progress_draws_a_bar_with_total_on_a_terminal(monkeypatch, capsys):
-    from ebv_gen.cli import _Progress
+    from ebv_gen.progress import Progress
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    bar = _Progress(
+    bar = Progress(
         steps=50, time_budget=None, bound=0.1, label="coherence", enabled=True, log_every=10
     )
     for step in (10, 20):
         bar(step, 0.3, 0.2)
     assert bar.bar is not None and bar.bar.total == 50 and bar.bar.n == 20
     bar.close()
-    timed = _Progress(
+    timed = Progress(
         steps=None, time_budget=30.0, bound=0.1, label="coherence", enabled=True, log_every=10
     )
     timed(1, 0.3, 0.2)
@@ -551,14 +551,14 @@ def test_second_signal_aborts_at_once_without_writing(tmp_path, sig):
 
 
 def test_stop_flag_sets_on_first_signal_and_aborts_on_second(capsys):
-    from ebv_gen.cli import _Abort, _StopFlag
+    from ebv_gen.signals import Abort, StopFlag
 
-    flag = _StopFlag()
+    flag = StopFlag()
     assert not flag()
     flag.handler(signal.SIGTERM, None)
     assert flag() and flag.signal == signal.SIGTERM
     assert "SIGTERM: stopping and saving" in capsys.readouterr().err
-    with pytest.raises(_Abort) as exc:
+    with pytest.raises(Abort) as exc:
         flag.handler(signal.SIGTERM, None)
     assert exc.value.signum == signal.SIGTERM
     assert not isinstance(exc.value, KeyboardInterrupt)  # the engine must not swallow it
