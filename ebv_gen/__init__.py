@@ -10,10 +10,12 @@ from . import optimize
 from .generation import METHODS, generate
 from .io import load
 from .optimize import minimize_coherence, threshold_descent
+from .plot import plot_file
 from .result import EBVResult
 
 # --- subspace packings (subspaces.py) ---
 from .subspaces import SubspaceResult, generate_subspaces
+from .verify import verify_file
 
 __all__ = [
     "EBVResult",
@@ -24,6 +26,8 @@ __all__ = [
     "load",
     "minimize_coherence",
     "optimize",
+    "plot_file",
     "threshold_descent",
+    "verify_file",
     "__version__",
 ]

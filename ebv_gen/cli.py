@@ -3,13 +3,18 @@
 
 Exit codes: 0 success (``verify``: valid), 1 ``verify``: readable but invalid content,
 2 bad input or unusable file (one line ``ebv-gen: error: ...`` on stderr, never a traceback),
-130 interrupted (Ctrl-C / SIGTERM; the best result so far is written, marked interrupted).
+130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM (``128 +`` the signal number): after the first
+signal the run stops within a tile and the best result so far is written, marked interrupted; a
+second signal aborts at once without writing.
+
+The work itself lives elsewhere: :func:`ebv_gen.generate`, :func:`ebv_gen.generate_subspaces`,
+:func:`ebv_gen.verify_file`, :func:`ebv_gen.plot_file`, :mod:`ebv_gen.published`; this module
+parses, checks the output before any work, handles the signals and draws the progress.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
@@ -17,9 +22,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .progress import Progress
+from .signals import Abort, StopFlag, handle_signals
 
 __all__ = ["main"]
 
@@ -28,7 +36,7 @@ PROG = "ebv-gen"
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143
 
 
 class CLIError(Exception):
@@ -79,8 +87,21 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_options(g: argparse.ArgumentParser) -> None:
     """The options ``generate`` and ``generate-subspaces`` share (output, budget, device,
     checkpoints, overwrite, verbosity)."""
-    g.add_argument("-o", "--output", required=True, metavar="FILE.npy", help="output file")
-    g.add_argument("--seed", type=_int_at_least("--seed", 0), default=0)
+    g.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE.npy",
+        help="output file (.npy); the report goes to FILE.json beside it",
+    )
+    g.add_argument(
+        "--seed",
+        type=_int_at_least("--seed", 0),
+        default=0,
+        metavar="S",
+        help="seed of every random start (default 0; same seed, device and steps give the "
+        "same file)",
+    )
     g.add_argument(
         "--time-budget",
         type=_nonneg_float("--time-budget"),
@@ -88,8 +109,17 @@ def _add_run_options(g: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="stop after SEC seconds (default: a step count scaled to the size)",
     )
-    g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None, metavar="N")
-    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    g.add_argument(
+        "--steps",
+        type=_int_at_least("--steps", 0),
+        default=None,
+        metavar="N",
+        help="stop after N optimiser steps (default: scaled to the size; with --time-budget, "
+        "whichever comes first)",
+    )
+    g.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
+    )
     g.add_argument(
         "--checkpoint-every",
         type=_nonneg_float("--checkpoint-every", strict=True),
@@ -97,13 +127,37 @@ def _add_run_options(g: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="save FILE.ckpt.pt every SEC seconds (default 60)",
     )
-    g.add_argument("--force", action="store_true", help="overwrite an existing output")
-    g.add_argument("--resume", action="store_true", help="continue from FILE.ckpt.pt if it exists")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing output, and start afresh over an existing checkpoint",
+    )
+    g.add_argument(
+        "--resume", action="store_true", help="continue from FILE.ckpt.pt (a note if none exists)"
+    )
+    g.add_argument(
+        "--log-every",
+        type=_nonneg_float("--log-every", strict=True),
+        default=10.0,
+        metavar="SEC",
+        help="when stderr is not a terminal, a progress line every SEC seconds (default 10)",
+    )
     g.add_argument("--quiet", action="store_true", help="print only the final report line")
 
 
+_METHOD_HELP = (
+    "auto: a provably optimal or near-optimal construction when one is known, else the search "
+    "(the better of both); lse: the search alone; closed-form: an optimal construction or an "
+    "error; construction: the best known construction; mub: mutually unbiased bases (lines); "
+    "threshold: the published EBV algorithm (default auto)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from grassmann import __version__
+
     from .generation import METHODS
+    from .plot import FIGURE_FORMATS
     from .subspaces import METRICS
 
     parser = _Parser(
@@ -112,18 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
         "small mutual coherence) and packings of subspaces (N k-dimensional subspaces of R^n "
         "far apart).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="generate N x d class vectors into FILE.npy + FILE.json")
     g.add_argument("num", type=_int_at_least("NUM", 1), metavar="NUM", help="number of vectors N")
     g.add_argument("dim", type=_int_at_least("DIM", 1), metavar="DIM", help="dimension d")
-    g.add_argument("--mode", choices=["lines", "sphere"], default="lines")
-    g.add_argument("--method", choices=list(METHODS), default="auto")
+    g.add_argument(
+        "--mode",
+        choices=["lines", "sphere"],
+        default="lines",
+        help="lines: minimise max |cos| (EBV, the default); sphere: minimise the signed max cos "
+        "(spherical codes)",
+    )
+    g.add_argument("--method", choices=list(METHODS), default="auto", help=_METHOD_HELP)
     g.add_argument(
         "--threshold",
         type=_nonneg_float("--threshold"),
         default=None,
-        help="hinge threshold for --method threshold (default 0.002, as the published script)",
+        help="hinge threshold of --method threshold (default 0.002, as the published script); "
+        "an error with any other method",
     )
     _add_run_options(g)
 
@@ -134,11 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("num", type=_int_at_least("NUM", 1), metavar="NUM", help="number of subspaces N")
     s.add_argument("n", type=_int_at_least("N", 1), metavar="N", help="ambient dimension n")
     s.add_argument("k", type=_int_at_least("K", 1), metavar="K", help="subspace dimension k < n")
-    s.add_argument("--metric", choices=list(METRICS), default="chordal")
+    s.add_argument(
+        "--metric",
+        choices=list(METRICS),
+        default="chordal",
+        help="distance to maximise the minimum of (default chordal)",
+    )
     _add_run_options(s)
 
     v = sub.add_parser("verify", help="check a .npy file of class vectors or subspace bases")
     v.add_argument("file", metavar="FILE.npy")
+    v.add_argument(
+        "--mode",
+        choices=["lines", "sphere"],
+        default=None,
+        help="how to check class vectors (default: the sidecar's mode, else lines)",
+    )
     v.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
     i = sub.add_parser(
@@ -150,9 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", required=True, metavar="FILE.npy", help="output file")
     i.add_argument("--force", action="store_true", help="overwrite an existing output")
 
-    p = sub.add_parser("plot", help="histogram of pairwise |cos| and the convergence curve")
+    p = sub.add_parser(
+        "plot",
+        help="figure of a file: histogram of the pairwise |cos| (vectors) or of the pairwise "
+        "chordal distances and smallest principal angles (subspaces), and the convergence curve",
+    )
     p.add_argument("file", metavar="FILE.npy")
-    p.add_argument("-o", "--output", required=True, metavar="FIG.png")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FIG",
+        help="figure file; its extension picks the format: " + ", ".join(FIGURE_FORMATS),
+    )
+    p.add_argument(
+        "--mode",
+        choices=["lines", "sphere"],
+        default=None,
+        help="for class vectors (default: the sidecar's mode, else lines)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing figure")
     return parser
 
@@ -160,103 +249,71 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_writable(path: Path, force: bool, what: str = "output") -> None:
-    """Fail early (before any work) when ``path`` cannot be written."""
+def _check_output(
+    text: str, force: bool, suffixes: Sequence[str], option: str = "-o/--output"
+) -> Path:
+    """The output ``text`` as a path, checked before any work: not empty, not a directory, one
+    of ``suffixes``, not existing unless ``force``, and its directory writable (a file is
+    created there and removed, which catches read-only and pseudo file systems like ``/proc``).
+    """
+    import tempfile
+
+    if not text.strip():
+        raise CLIError(f"{option} is empty; give a file name ending in {' or '.join(suffixes)}")
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise CLIError(f"{option} {text!r} is a directory; give a file name inside it")
+    if path.suffix.lower() not in suffixes:
+        got = f"extension {path.suffix!r}" if path.suffix else "no extension"
+        raise CLIError(f"{option} {text!r} has {got}; expected {', '.join(suffixes)}")
     if path.exists() and not force:
-        raise CLIError(f"{what} {str(path)!r} exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise CLIError(f"{what} {str(path)!r} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
+        raise CLIError(f"{option} {text!r} exists; pass --force to overwrite it")
+    parent = path.parent
     if not parent.is_dir():
-        raise CLIError(f"cannot write {what} {str(path)!r}: directory {str(parent)!r} not found")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(
-            f"cannot write {what} {str(path)!r}: directory {str(parent)!r} is not writable"
-        )
+        raise CLIError(f"{option} {text!r}: directory {str(parent)!r} not found")
     if path.exists() and not os.access(path, os.W_OK):
-        raise CLIError(f"cannot write {what} {str(path)!r}: permission denied")
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM set the flag (the optimiser stops at the next step boundary and the best
-    vectors are saved); a second signal raises ``KeyboardInterrupt`` at once."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self.signal = 0
-
-    def __call__(self) -> bool:
-        return self.stop
-
-    def handler(self, signum, frame) -> None:  # noqa: ARG002
-        if self.stop:
-            raise KeyboardInterrupt
-        self.stop = True
-        self.signal = signum
-
-
-@contextlib.contextmanager
-def _signals(flag: _StopFlag) -> Iterator[None]:
-    if sys.platform == "win32" or not _main_thread():
-        yield
-        return
-    old_int = signal.signal(signal.SIGINT, flag.handler)
-    old_term = signal.signal(signal.SIGTERM, flag.handler)
+        raise CLIError(f"{option} {text!r} cannot be overwritten: permission denied")
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CLIError(
+            f"{option} {text!r}: directory {str(parent)!r} is not writable (creating a file "
+            f"there fails: {reason})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-class _Progress:
-    """tqdm bar on a terminal (stderr isatty), nothing otherwise."""
-
-    def __init__(
-        self, total: int | None, bound: float, enabled: bool, label: str = "coherence"
-    ) -> None:
-        self.bar = None
-        self.last = 0
-        self.label = label
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
-            self.bound = bound
-
-    def __call__(self, step: int, current: float, best: float) -> None:
-        if self.bar is None:
-            return
-        self.bar.update(step - self.last)
-        self.last = step
-        if step % 10 == 0 or step < 10:
-            self.bar.set_postfix_str(
-                f"{self.label} {current:.5f} best {best:.5f} bound {self.bound:.5f}",
-                refresh=False,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _note(args: argparse.Namespace, message: str) -> None:
+    """One line on stderr, unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- commands
 
 
 def _open_output(args: argparse.Namespace):
-    """Check the output and the device before any work: ``(output, checkpoint, device)``."""
+    """Check the output, the checkpoint and the device before any work: ``(output,
+    checkpoint, device)``."""
     from .generation import resolve_device
     from .io import checkpoint_path
 
-    out = Path(args.output)
+    ckpt = checkpoint_path(Path(args.output)) if args.output.strip() else None
+    resuming = args.resume and ckpt is not None and ckpt.exists()
+    out = _check_output(args.output, args.force or resuming, (".npy",))
     ckpt = checkpoint_path(out)
-    _check_writable(out, args.force or (args.resume and ckpt.exists()))
+    if args.resume and not resuming:
+        _note(args, f"--resume: no checkpoint {str(ckpt)!r}; starting from the beginning")
+    if ckpt.exists() and not args.resume:
+        if not args.force:
+            raise CLIError(
+                f"checkpoint {str(ckpt)!r} of an earlier run exists; pass --resume to continue "
+                f"it, or --force to start afresh (it is then overwritten)"
+            )
+        _note(args, f"--force: starting afresh; the checkpoint {str(ckpt)!r} will be replaced")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -264,14 +321,8 @@ def _open_output(args: argparse.Namespace):
     return out, ckpt, device
 
 
-def _default_total(args: argparse.Namespace, *sizes: int) -> int | None:
-    """Length of the progress bar: ``--steps``, else the default step count (or none when only
-    a time budget is given)."""
-    from .optimize import default_steps
-
-    if args.steps is None and args.time_budget is None:
-        return default_steps(*sizes)
-    return args.steps
+#: Methods that run the optimiser (a plan line and progress); the others build a frame.
+_SEARCHING = ("auto", "lse", "threshold")
 
 
 def _run_and_save(
@@ -281,19 +332,29 @@ def _run_and_save(
     device,
     generator,
     *,
-    total: int | None,
+    plan,
     bound: float,
     label: str,
     extra=None,
 ) -> int:
-    """Run ``generator(seed=..., device=..., time_budget=..., steps=..., <progress, checkpoint
-    and stop keywords>)`` under the signal handlers with a progress bar, save the result
-    (``extra(result)`` added to the sidecar) and print the report line; exit code 0, or 130
-    when interrupted (the best result so far is saved)."""
-    bar = _Progress(total, bound, not args.quiet, label)
-    flag = _StopFlag()
-    try:
-        with _signals(flag):
+    """Say what the run will do (``plan``), run ``generator(seed=..., device=...,
+    time_budget=..., steps=..., <progress, checkpoint and stop keywords>)`` under the signal
+    handlers with progress, save the result (``extra(result)`` added to the sidecar) and print
+    the report line; exit code 0, or ``128 + signal`` when a signal stopped it (the best result
+    so far is saved)."""
+    if plan.method in _SEARCHING:  # the others build a frame at once (or refuse the size)
+        _note(args, plan.describe() + "; Ctrl-C stops and saves the best so far")
+    bar = Progress(
+        steps=plan.steps,
+        time_budget=args.time_budget,
+        bound=bound,
+        label=label,
+        enabled=not args.quiet,
+        log_every=args.log_every,
+    )
+    flag = StopFlag()
+    with handle_signals(flag):
+        try:
             result = generator(
                 seed=args.seed,
                 device=device,
@@ -305,18 +366,18 @@ def _run_and_save(
                 resume=args.resume,
                 should_stop=flag,
             )
-    finally:
-        bar.close()
-    result.save(out, extra=extra(result) if extra is not None else None)
+        finally:
+            bar.close()
+        overwrite = args.force or args.resume or out.exists() is False
+        result.save(out, extra=extra(result) if extra is not None else None, overwrite=overwrite)
     print(result.report() + f"  -> {out}", flush=True)
     if result.interrupted:
-        if ckpt.exists():
-            print(
-                f"{PROG}: interrupted; best result so far written to {out}; "
-                f"continue with --resume (checkpoint {ckpt})",
-                file=sys.stderr,
-            )
-        return EXIT_INTERRUPTED
+        where = f"; continue with --resume (checkpoint {ckpt})" if ckpt.exists() else ""
+        print(
+            f"{PROG}: interrupted; best result so far written to {out}{where}",
+            file=sys.stderr,
+        )
+        return 128 + (flag.signal or signal.SIGINT)
     return EXIT_OK
 
 
@@ -324,7 +385,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     import grassmann
 
     from .generation import check_memory, generate
+    from .plan import plan_run
 
+    if args.threshold is not None and args.method != "threshold":
+        raise CLIError(
+            f"--threshold {args.threshold:g} applies only to --method threshold, got "
+            f"--method {args.method}"
+        )
     out, ckpt, device = _open_output(args)
     if args.num < 2:
         raise CLIError(
@@ -344,15 +411,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     run = functools.partial(
         generate, args.num, args.dim, mode=args.mode, method=args.method, threshold=args.threshold
     )
-    total = _default_total(args, args.num, args.dim)
+    plan = plan_run(
+        args.num,
+        args.dim,
+        device=device,
+        method=args.method,
+        steps=args.steps,
+        time_budget=args.time_budget,
+        what=f"{args.num} x {args.dim} {args.mode}",
+    )
     return _run_and_save(
-        args, out, ckpt, device, run, total=total, bound=bound.value, label="coherence", extra=extra
+        args, out, ckpt, device, run, plan=plan, bound=bound.value, label="coherence", extra=extra
     )
 
 
 def _cmd_generate_subspaces(args: argparse.Namespace) -> int:
     import grassmann
 
+    from .plan import plan_run
     from .subspaces import (
         _check_sizes,
         check_subspace_memory,
@@ -367,212 +443,44 @@ def _cmd_generate_subspaces(args: argparse.Namespace) -> int:
         raise CLIError(re.sub(r"\b(num|n|k)\b", lambda m: m.group(1).upper(), str(exc))) from None
     check_subspace_memory(args.num, args.n, args.k, device)
     run = functools.partial(generate_subspaces, args.num, args.n, args.k, metric=args.metric)
-    total = _default_total(args, args.num, args.n, args.k)
+    plan = plan_run(
+        args.num,
+        args.n,
+        block=args.k,
+        device=device,
+        method="lse",
+        steps=args.steps,
+        time_budget=args.time_budget,
+        what=f"{args.num} subspaces of Gr({args.n}, {args.k}) ({args.metric})",
+    )
     bound = grassmann.subspace_lower_bound(args.num, args.n, args.k).value
-    return _run_and_save(
-        args, out, ckpt, device, run, total=total, bound=bound, label="min distance"
-    )
-
-
-def verify_file(path: str) -> tuple[int, dict[str, Any]]:
-    """Check ``path``; return ``(exit code, verdict dict)``.
-
-    Dispatches on the rank of the stored array: 2-D class vectors, 3-D subspace bases
-    ``(N, n, k)``; other ranks are unusable.
-    """
-    import grassmann
-    from grassmann.npyio import InvalidContentError, UnusableFileError, load_array
-
-    from .io import check_sidecar
-
-    verdict: dict[str, Any] = {"file": path}
-    try:
-        array = load_array(path)
-        verifier = _VERIFIERS.get(array.ndim)
-        if verifier is None:
-            want = ", ".join(f"{n}-D" for n in sorted(_VERIFIERS))
-            raise UnusableFileError(
-                f"{path!r} holds a {array.ndim}-D array of shape {array.shape}, expected {want}"
-            )
-        verdict.update(verifier(path, array, grassmann, check_sidecar))
-    except UnusableFileError as exc:
-        verdict.update(valid=False, status="unusable", error=str(exc))
-        return EXIT_USAGE, verdict
-    except InvalidContentError as exc:
-        verdict.update(valid=False, status="invalid", error=str(exc))
-        return EXIT_INVALID, verdict
-    verdict.update(valid=True, status="valid")
-    return EXIT_OK, verdict
-
-
-def _check_claim(path: str, side: dict[str, Any] | None, key: str, value: float) -> float | None:
-    """The sidecar's ``key`` when it states one; ``InvalidContentError`` if it differs from the
-    recomputed ``value`` by more than ``1e-6``."""
-    claimed = (side or {}).get(key)
-    if not isinstance(claimed, (int, float)) or isinstance(claimed, bool):
-        return None
-    if abs(float(claimed) - value) > 1e-6:
-        from grassmann.npyio import InvalidContentError
-
-        raise InvalidContentError(
-            f"{path!r}: {key.replace('_', ' ')} {value:.9f} differs from the sidecar's "
-            f"{float(claimed):.9f}"
-        )
-    return float(claimed)
-
-
-def _verify_vectors(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from grassmann.npyio import validate_vectors
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    validate_vectors(tensor, name=f"vectors in {path!r}")
-    side = check_sidecar(path, tensor)
-    n, d = tensor.shape
-    mode = (side or {}).get("mode", "lines")
-    if mode not in ("lines", "sphere"):
-        mode = "lines"
-    out: dict[str, Any] = {
-        "kind": "vectors",
-        "num": int(n),
-        "dim": int(d),
-        "mode": mode,
-        "sidecar": side is not None,
-    }
-    if n >= 2:
-        bound = grassmann.lower_bound(int(n), int(d), mode)
-        mu = grassmann.coherence(tensor, mode=mode)
-        out.update(coherence=mu, lower_bound=bound.value, lower_bound_name=bound.name)
-        out["gap"] = mu - bound.value
-        claimed = _check_claim(path, side, "coherence", mu)
-        if claimed is not None:
-            out["sidecar_coherence"] = claimed
-    return out
-
-
-def _verify_subspaces(path: str, array, grassmann, check_sidecar) -> dict[str, Any]:
-    """A ``(N, n, k)`` stack of orthonormal bases (``ebv-gen generate-subspaces``)."""
-    import numpy as np
-    import torch
-
-    from grassmann.npyio import InvalidContentError, validate_bases
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    validate_bases(tensor, name=f"bases in {path!r}")
-    side = check_sidecar(path, tensor)
-    if side is not None and side.get("kind", "subspaces") != "subspaces":
-        raise InvalidContentError(
-            f"{path!r} holds a 3-D array but its sidecar says kind={side.get('kind')!r}"
-        )
-    num, n, k = (int(x) for x in tensor.shape)
-    out: dict[str, Any] = {"kind": "subspaces", "num": num, "n": n, "k": k}
-    out["sidecar"] = side is not None
-    if num >= 2 and k < n:
-        try:  # float64 files are held to 1e-6 orthonormality there
-            quality = grassmann.subspace_coherence(tensor)
-        except ValueError as exc:
-            raise InvalidContentError(f"bases in {path!r}: {exc}") from None
-        bound = grassmann.subspace_lower_bound(num, n, k)
-        out.update(min_distance=quality.min_chordal_distance, min_angle=quality.min_angle)
-        out.update(bound=bound.value, bound_name=bound.name)
-        out["gap"] = bound.value - quality.min_chordal_distance
-        for key in ("min_distance", "min_angle"):
-            claimed = _check_claim(path, side, key, out[key])
-            if claimed is not None:
-                out[f"sidecar_{key}"] = claimed
-    return out
-
-
-#: verify's dispatch on the array rank.
-_VERIFIERS = {2: _verify_vectors, 3: _verify_subspaces}
-
-
-def _describe(path: str, verdict: dict[str, Any]) -> str:
-    """The one-line text of a valid verdict."""
-    tail = "" if verdict["sidecar"] else " (no sidecar)"
-    if verdict["kind"] == "subspaces":
-        gr = f"Gr({verdict['n']}, {verdict['k']})"
-        head = f"valid: {path}: {verdict['num']} orthonormal bases of {gr}"
-        if "min_distance" not in verdict:
-            return head + tail
-        return (
-            f"{head}, min chordal distance {verdict['min_distance']:.6f} (float64), min angle "
-            f"{math.degrees(verdict['min_angle']):.4f} deg, bound {verdict['bound']:.6f} "
-            f"({verdict['bound_name']}), gap {verdict['gap']:.2e}" + tail
-        )
-    head = f"valid: {path}: {verdict['num']} x {verdict['dim']} unit vectors"
-    if "coherence" not in verdict:
-        return head
-    return (
-        f"{head}, coherence {verdict['coherence']:.6f} (float64), bound "
-        f"{verdict['lower_bound']:.6f} ({verdict['lower_bound_name']}), "
-        f"gap {verdict['gap']:.2e}" + tail
-    )
+    return _run_and_save(args, out, ckpt, device, run, plan=plan, bound=bound, label="min distance")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    code, verdict = verify_file(args.file)
+    from .verify import describe, verify_file
+
+    try:
+        code, verdict = verify_file(args.file, mode=args.mode)
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("mode=", "--mode ")) from None
     if args.json:
         print(json.dumps(verdict))
     elif code == EXIT_OK:
-        print(_describe(args.file, verdict))
+        print(describe(args.file, verdict))
     else:
         print(f"{verdict['status']}: {verdict['error']}")
     return code
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    import grassmann
+    from .plot import FIGURE_FORMATS, plot_file
 
-    from .io import load, read_sidecar
-
-    out = Path(args.output)
-    _check_writable(out, args.force, "figure")
-    vectors = load(args.file)
-    side = read_sidecar(args.file) or {}
-    mode = side.get("mode", "lines") if side.get("mode") in ("lines", "sphere") else "lines"
-    if vectors.shape[0] < 2:
-        raise CLIError(f"{args.file!r} holds a single vector: nothing to plot")
-    rep = grassmann.coherence_report(vectors, mode=mode)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history = side.get("history") or []
-    ncols = 2 if history else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    ax = axes[0, 0]
-    edges, counts = rep.histogram
-    ax.stairs(counts, edges, fill=True, alpha=0.7)
-    ax.axvline(rep.coherence, color="C3", label=f"coherence {rep.coherence:.4f}")
-    ax.axvline(rep.bound, color="C2", ls="--", label=f"{rep.bound_name} bound {rep.bound:.4f}")
-    ax.set_xlabel("|cos|" if mode == "lines" else "cos")
-    ax.set_ylabel("pairs")
-    ax.set_title(f"{vectors.shape[0]} x {vectors.shape[1]} {mode}")
-    ax.legend()
-    if history:
-        ax2 = axes[0, 1]
-        steps = [h[0] for h in history]
-        coh = [h[2] for h in history]
-        ax2.plot(steps, coh, label="best coherence")
-        ax2.axhline(rep.bound, color="C2", ls="--", label="bound")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("coherence")
-        ax2.set_yscale("log" if min(coh) > 0 else "linear")
-        ax2.legend()
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
+    out = _check_output(args.output, args.force, tuple(FIGURE_FORMATS))
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        plot_file(args.file, out, mode=args.mode)
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("mode=", "--mode ")) from None
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -580,10 +488,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from .published import import_published, summary
 
-    out = Path(args.output)
-    _check_writable(out, args.force)
+    out = _check_output(args.output, args.force, (".npy",))
     print(summary(import_published(args.file, out), out))
     return EXIT_OK
+
+
+_COMMANDS = {
+    "generate": _cmd_generate,
+    "generate-subspaces": _cmd_generate_subspaces,
+    "verify": _cmd_verify,
+    "import": _cmd_import,
+    "plot": _cmd_plot,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -591,18 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "generate":
-            return _cmd_generate(args)
-        if args.command == "generate-subspaces":
-            return _cmd_generate_subspaces(args)
-        if args.command == "verify":
-            return _cmd_verify(args)
-        if args.command == "import":
-            return _cmd_import(args)
-        return _cmd_plot(args)
+        if args.command is None:
+            print(parser.format_help(), end="", file=sys.stderr)
+            return EXIT_USAGE
+        return _COMMANDS[args.command](args)
     except CLIError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
+    except Abort as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"{PROG}: {name} again: aborted, nothing written", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -3,9 +3,10 @@
 * ``FILE.npy``: float32 or float64 ``(N, d)`` unit rows (:func:`ebv_gen.generate`) or ``(N, n, k)``
   orthonormal bases (:func:`ebv_gen.generate_subspaces`), written atomically
   (:func:`grassmann.npyio.save_npy_atomic`).
-* ``FILE.json``: the report (:meth:`ebv_gen.EBVResult.as_dict`,
-  :meth:`ebv_gen.SubspaceResult.as_dict`) plus ``sha256`` and ``shape`` of the ``.npy`` file,
-  written atomically after it.
+* ``FILE.json``: ``schema_version`` (:data:`ebv_gen.sidecar.SCHEMA_VERSION`), the report
+  (:meth:`ebv_gen.EBVResult.as_dict`, :meth:`ebv_gen.SubspaceResult.as_dict`) plus ``sha256``,
+  ``shape`` and ``dtype`` of the ``.npy`` file as stored, written atomically after it; read back
+  by :func:`read_sidecar`, which also reads version 1 sidecars (:func:`ebv_gen.sidecar.upgrade`).
 * ``FILE.ckpt.pt``: the optimiser state (``torch.save``), written atomically every
   ``checkpoint_every`` seconds and removed when the run finishes.
 """
@@ -67,11 +68,13 @@ def save_vectors(path: str | os.PathLike, vectors: torch.Tensor, report: dict[st
     rename); the ``.npy`` goes first, so a sidecar always describes the ``.npy`` next to it.
     Returns the sha256 hex digest.
     """
+    from .sidecar import SCHEMA_VERSION
+
     keep = vectors.dtype if vectors.dtype == torch.float64 else torch.float32
     array = vectors.detach().to("cpu", keep).contiguous().numpy()
     save_npy_atomic(path, array)
     digest = sha256_file(path)
-    data = dict(report)
+    data = {"schema_version": SCHEMA_VERSION, **report}
     data["sha256"] = digest
     data["shape"] = list(array.shape)
     data["dtype"] = str(array.dtype)
@@ -80,13 +83,16 @@ def save_vectors(path: str | os.PathLike, vectors: torch.Tensor, report: dict[st
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The sidecar of ``path`` as a dict, ``None`` if there is none.
+    """The sidecar of ``path`` as a dict in the current schema (older versions upgraded by
+    :func:`ebv_gen.sidecar.upgrade`), ``None`` if there is none.
 
     Raises
     ------
     UnusableFileError
-        If the sidecar exists but is not a JSON object.
+        If the sidecar exists but is not a JSON object, or has an unknown ``schema_version``.
     """
+    from .sidecar import upgrade
+
     side = sidecar_path(path)
     if not side.exists():
         return None
@@ -96,7 +102,10 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:
         raise UnusableFileError(f"sidecar {str(side)!r} is not readable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UnusableFileError(f"sidecar {str(side)!r} does not hold a JSON object")
-    return data
+    try:
+        return upgrade(data)
+    except ValueError as exc:
+        raise UnusableFileError(f"sidecar {str(side)!r}: {exc}") from None
 
 
 def check_sidecar(path: str | os.PathLike, vectors: torch.Tensor) -> dict[str, Any] | None:
@@ -140,8 +149,10 @@ def load(path: str | os.PathLike, *, atol: float = 1e-4) -> torch.Tensor:
 
     Raises
     ------
+    grassmann.npyio.MissingFileError
+        No file at ``path`` (an ``UnusableFileError`` and a ``FileNotFoundError``).
     grassmann.npyio.UnusableFileError
-        Missing, truncated, corrupt, pickled, non-float or not 2-D (a ``ValueError``).
+        Truncated, corrupt, pickled, non-float or not 2-D (a ``ValueError``).
     grassmann.npyio.InvalidContentError
         Non-finite entries, non-unit rows, or a sidecar mismatch (a ``ValueError``).
     """

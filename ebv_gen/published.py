@@ -479,7 +479,7 @@ def import_published(
     the source record), so that ``ebv-gen verify`` accepts the result. The JSON report holds
     what ``ebv-gen
     generate`` writes (``num``, ``dim``, ``mode``, ``coherence`` in float64 of the float32
-    file, ``lower_bound``, ``gap``, ``ratio``, ``method="import"``) and the source (file name,
+    file, ``bound``, ``gap``, ``ratio``, ``method="import"``) and the source (file name,
     sha256, layout, dtype, device tag, and whether the name ``eq_{d}_{N}`` agrees with the
     shape). Both files are written atomically; the output is not checked for existence (the
     command line does that before calling).
@@ -497,6 +497,7 @@ def import_published(
     import grassmann
 
     from .io import save_vectors
+    from .sidecar import vectors_quality
 
     src = Path(path)
     matrix = read_tensor_file(src)
@@ -515,13 +516,11 @@ def import_published(
         values = wide / np.linalg.norm(wide, axis=1, keepdims=True)
     vectors = torch.from_numpy(values.astype(np.float32))
     num, dim = (int(v) for v in vectors.shape)
-    report: dict[str, Any] = {"num": num, "dim": dim, "mode": "lines"}
+    report: dict[str, Any] = {"kind": "vectors", "num": num, "dim": dim, "mode": "lines"}
     if num >= 2:
         bound = grassmann.lower_bound(num, dim, "lines")
         mu = grassmann.coherence(vectors, mode="lines")
-        report.update(coherence=mu, lower_bound=bound.value, lower_bound_name=bound.name)
-        report["gap"] = mu - bound.value
-        report["ratio"] = mu / bound.value if bound.value > 0 else None
+        report = vectors_quality(num, dim, "lines", mu, bound.value, bound.name)
     report["method"] = "import"
     source: dict[str, Any] = {
         "file": src.name,
@@ -549,8 +548,8 @@ def summary(report: dict[str, Any], output: str | os.PathLike) -> str:
     )
     if "coherence" in report:
         head += (
-            f", coherence {report['coherence']:.6f} (float64), bound {report['lower_bound']:.6f}"
-            f" ({report['lower_bound_name']}), gap {report['gap']:.2e}"
+            f", coherence {report['coherence']:.6f} (float64), bound {report['bound']:.6f}"
+            f" ({report['bound_name']}), gap {report['gap']:.2e}"
         )
     if src.get("renormalised"):
         head += f" (rows renormalised from {src['dtype']})"

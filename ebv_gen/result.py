@@ -30,7 +30,8 @@ class RunRecord(abc.ABC):
         Optimisation steps and wall time (cumulative over resumed runs).
     history
         ``[(step, seconds, quality), ...]``: the best quality so far (coherence, or minimum
-        distance for subspaces), recorded now and then.
+        distance for subspaces), recorded now and then; the sidecar writes each entry as an
+        object (:func:`ebv_gen.sidecar.history_entries`).
     interrupted
         True when the run was stopped (Ctrl-C / SIGTERM) before its budget was spent; the
         array is then the best found so far.
@@ -55,9 +56,12 @@ class RunRecord(abc.ABC):
         """The array :meth:`save` writes."""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready report (no array): the keys of the ``.json`` sidecar except ``sha256``
-        and ``shape``."""
+        """JSON-ready report (no array): the keys of the ``.json`` sidecar (schema in
+        :mod:`ebv_gen.sidecar`) except ``schema_version``, ``sha256``, ``shape`` and
+        ``dtype``."""
         from grassmann import __version__
+
+        from .sidecar import history_entries
 
         out = self._quality()
         out.update(
@@ -67,7 +71,7 @@ class RunRecord(abc.ABC):
             seconds=round(self.seconds, 4),
             interrupted=self.interrupted,
             version=__version__,
-            history=[list(h) for h in self.history],
+            history=history_entries(self.history, out["kind"]),
         )
         out.update(self.extra)
         return out
@@ -77,12 +81,44 @@ class RunRecord(abc.ABC):
         flag = "  INTERRUPTED (best so far)" if self.interrupted else ""
         return f"steps {self.steps}  {self.seconds:.1f} s{flag}"
 
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> str:
-        """Write ``path`` (``.npy``, float32) and its ``.json`` sidecar, both atomically.
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        extra: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Write ``path`` (``.npy``: float32, or float64 for small packings) and its ``.json``
+        sidecar, both atomically.
 
-        Returns the sha256 of the ``.npy`` file. See :func:`ebv_gen.io.save_vectors`.
+        Parameters
+        ----------
+        path
+            The ``.npy`` file; its sidecar is ``path`` with the suffix ``.json``.
+        extra
+            Further sidecar entries.
+        overwrite
+            Replace an existing ``path``. Default ``False``: an existing file is refused, as
+            ``ebv-gen`` refuses it without ``--force``.
+
+        Returns
+        -------
+        str
+            The sha256 of the ``.npy`` file. See :func:`ebv_gen.io.save_vectors`.
+
+        Raises
+        ------
+        FileExistsError
+            When ``path`` exists and ``overwrite`` is false.
         """
+        from pathlib import Path
+
         from .io import save_vectors
+
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
+        if not overwrite and Path(path).exists():
+            raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
 
         report = self.as_dict()
         if extra:
@@ -140,17 +176,13 @@ class EBVResult(RunRecord):
         return self.coherence / self.lower_bound if self.lower_bound > 0 else None
 
     def _quality(self) -> dict[str, Any]:
-        return {
-            "num": self.num,
-            "dim": self.dim,
-            "mode": self.mode,
-            "coherence": self.coherence,
-            "lower_bound": self.lower_bound,
-            "lower_bound_name": self.lower_bound_name,
-            "gap": self.gap,
-            "ratio": self.ratio,
-            "method": self.method,
-        }
+        from .sidecar import vectors_quality
+
+        out = vectors_quality(
+            self.num, self.dim, self.mode, self.coherence, self.lower_bound, self.lower_bound_name
+        )
+        out["method"] = self.method
+        return out
 
     def _array(self) -> torch.Tensor:
         return self.vectors

@@ -123,19 +123,12 @@ class SubspaceResult(RunRecord):
         return self.min_distance / self.bound
 
     def _quality(self) -> dict[str, Any]:
-        return {
-            "kind": "subspaces",
-            "num": self.num,
-            "n": self.n,
-            "k": self.k,
-            "metric": self.metric,
-            "min_distance": self.min_distance,
-            "min_angle": self.min_angle,
-            "bound": self.bound,
-            "bound_name": self.bound_name,
-            "gap": self.gap,
-            "ratio": self.ratio,
-        }
+        from .sidecar import subspaces_quality
+
+        return subspaces_quality(
+            self.num, self.n, self.k, self.min_distance, self.min_angle, self.bound,
+            self.bound_name, self.metric,
+        )  # fmt: skip
 
     def _array(self) -> torch.Tensor:
         return self.bases

@@ -9,9 +9,14 @@ callers (``ebv-gen verify``, :class:`grassmann.heads.EBVHead`) can report them d
 * :class:`InvalidContentError`: it reads fine but the numbers are not valid (NaN/inf entries, rows
   that are not unit vectors, bases whose columns are not orthonormal).
 
-Both subclass ``ValueError``. Saving writes to a temporary file in the target's directory, flushes
-and fsyncs it, then renames it over the target (``os.replace`` is atomic on POSIX and Windows), so
-a crash leaves either the old file or the new one, never half a file.
+Both subclass ``ValueError``; a missing file raises :class:`MissingFileError`, which is also a
+``FileNotFoundError``, so ``except FileNotFoundError`` works as it does for ``open``. Tolerances
+on norms and orthonormality are at least twice the machine epsilon of the stored dtype (a
+float16 copy of a valid file stays valid).
+
+Saving writes to a temporary file in the target's directory, flushes and fsyncs it, then renames
+it over the target (``os.replace`` is atomic on POSIX and Windows), so a crash leaves either the
+old file or the new one, never half a file.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import torch
 
 __all__ = [
     "InvalidContentError",
+    "MissingFileError",
     "UnusableFileError",
     "load_array",
     "load_bases",
     "load_vectors",
     "save_npy_atomic",
     "sha256_file",
+    "tolerance",
     "validate_bases",
     "validate_vectors",
     "write_bytes_atomic",
@@ -54,6 +61,24 @@ class InvalidContentError(ValueError):
     """The file reads as an array, but its values are not valid class vectors or bases."""
 
 
+class MissingFileError(UnusableFileError, FileNotFoundError):
+    """There is no file at the path: both an :class:`UnusableFileError` (a ``ValueError``) and a
+    ``FileNotFoundError``."""
+
+
+def tolerance(dtype: torch.dtype | np.dtype, atol: float = DEFAULT_ATOL) -> float:
+    """The tolerance on ``| ||w|| - 1 |`` and ``|X^T X - I|`` for data stored in ``dtype``:
+    ``max(atol, 2 eps)`` with ``eps`` the dtype's machine epsilon (rounding a unit row to
+    float16, ``eps = 2^-10``, moves its norm by up to ``eps / 2``; a product of two rounded
+    columns by up to ``eps``)."""
+    eps = torch.finfo(dtype).eps if isinstance(dtype, torch.dtype) else np.finfo(dtype).eps
+    return max(float(atol), 2.0 * float(eps))
+
+
+def _prefix(name: str | None) -> str:
+    return "" if name is None else f"{name}: "
+
+
 def _as_path(path: str | os.PathLike, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
@@ -64,7 +89,7 @@ def load_array(
     path: str | os.PathLike,
     *,
     ndim: int | tuple[int, ...] | None = None,
-    name: str = "path",
+    name: str | None = "path",
 ) -> np.ndarray:
     """Read a ``.npy`` file holding a real floating-point array, without unpickling.
 
@@ -75,7 +100,9 @@ def load_array(
     ndim
         Allowed rank(s) of the array; ``None`` accepts any rank.
     name
-        The argument name used in error messages.
+        The argument name that starts error messages (``"path: no such file: ..."``);
+        ``None`` for messages without it (``"no such file: ..."``, as ``ebv-gen verify``
+        prints them).
 
     Returns
     -------
@@ -84,34 +111,37 @@ def load_array(
 
     Raises
     ------
+    MissingFileError
+        If there is no file at ``path`` (a ``FileNotFoundError`` too).
     UnusableFileError
-        If the file is missing, not a ``.npy`` file, truncated, holds pickled/object data or a
+        If the file is not a ``.npy`` file, truncated, holds pickled/object data or a
         non-float dtype, or has a rank outside ``ndim``.
     """
-    path = _as_path(path, name)
+    path = _as_path(path, name or "path")
+    pre = _prefix(name)
     if not path.exists():
-        raise UnusableFileError(f"{name}: no such file: {str(path)!r}")
+        raise MissingFileError(f"{pre}no such file: {str(path)!r}")
     if path.is_dir():
-        raise UnusableFileError(f"{name}: {str(path)!r} is a directory, expected a .npy file")
+        raise UnusableFileError(f"{pre}{str(path)!r} is a directory, expected a .npy file")
     try:
         with open(path, "rb") as fh:
             magic = fh.read(6)
             fh.seek(0)
             if magic.startswith(b"PK"):
                 raise UnusableFileError(
-                    f"{name}: {str(path)!r} is an .npz archive, expected a single-array .npy file"
+                    f"{pre}{str(path)!r} is an .npz archive, expected a single-array .npy file"
                 )
             if magic != b"\x93NUMPY":
                 raise UnusableFileError(
-                    f"{name}: {str(path)!r} is not a readable .npy file (no .npy header)"
+                    f"{pre}{str(path)!r} is not a readable .npy file (no .npy header)"
                 )
-            shape, dtype = _read_header(fh, path, name)
-            _check_kind(dtype, shape, path, name, ndim)
+            shape, dtype = _read_header(fh, path, pre)
+            _check_kind(dtype, shape, path, pre, ndim)
             data_bytes = math.prod(shape) * dtype.itemsize
             actual = os.fstat(fh.fileno()).st_size - fh.tell()
             if actual != data_bytes:
                 raise UnusableFileError(
-                    f"{name}: {str(path)!r} is truncated or corrupt: its header promises shape "
+                    f"{pre}{str(path)!r} is truncated or corrupt: its header promises shape "
                     f"{shape} ({data_bytes} bytes of {dtype}) but {actual} bytes follow"
                 )
             fh.seek(0)
@@ -120,18 +150,16 @@ def load_array(
         if isinstance(exc, UnusableFileError):
             raise
         raise UnusableFileError(
-            f"{name}: {str(path)!r} is not a readable .npy file (truncated or corrupt: {exc})"
+            f"{pre}{str(path)!r} is not a readable .npy file (truncated or corrupt: {exc})"
         ) from None
     except (OSError, EOFError) as exc:
-        raise UnusableFileError(
-            f"{name}: cannot read {str(path)!r} as a .npy file ({exc})"
-        ) from None
+        raise UnusableFileError(f"{pre}cannot read {str(path)!r} as a .npy file ({exc})") from None
     if not array.dtype.isnative:  # e.g. big-endian '>f4' written on another machine
         array = array.astype(array.dtype.newbyteorder("="))
     return array
 
 
-def _read_header(fh, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(fh, path: Path, pre: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a ``.npy`` header, without reading (or allocating) the data."""
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
@@ -139,7 +167,7 @@ def _read_header(fh, path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     elif version in ((2, 0), (3, 0)):
         shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fh)
     else:
-        raise UnusableFileError(f"{name}: {str(path)!r} has unknown .npy version {version}")
+        raise UnusableFileError(f"{pre}{str(path)!r} has unknown .npy version {version}")
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
@@ -147,25 +175,24 @@ def _check_kind(
     dtype: np.dtype,
     shape: tuple[int, ...],
     path: Path,
-    name: str,
+    pre: str,
     ndim: int | tuple[int, ...] | None,
 ) -> None:
     if dtype.hasobject:
         raise UnusableFileError(
-            f"{name}: {str(path)!r} holds pickled (object) data, which is never loaded; "
+            f"{pre}{str(path)!r} holds pickled (object) data, which is never loaded; "
             "expected a plain float array"
         )
     if dtype.kind not in _FLOAT_KINDS:
         raise UnusableFileError(
-            f"{name}: {str(path)!r} has dtype {dtype}, expected float16, float32 or float64"
+            f"{pre}{str(path)!r} has dtype {dtype}, expected float16, float32 or float64"
         )
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if len(shape) not in allowed:
             want = " or ".join(f"{n}-D" for n in allowed)
             raise UnusableFileError(
-                f"{name}: {str(path)!r} holds a {len(shape)}-D array of shape {shape}, "
-                f"expected {want}"
+                f"{pre}{str(path)!r} holds a {len(shape)}-D array of shape {shape}, expected {want}"
             )
 
 
@@ -173,7 +200,11 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise InvalidContentError(f"{name} holds {bad} NaN or infinite entries")
+        first = tuple(int(i) for i in torch.nonzero(~finite)[0])
+        what = "entry" if bad == 1 else "entries"
+        raise InvalidContentError(
+            f"{name} holds {bad} NaN or infinite {what} (the first at index {first})"
+        )
 
 
 def validate_vectors(
@@ -181,7 +212,8 @@ def validate_vectors(
 ) -> torch.Tensor:
     """Check that ``vectors`` is an ``(N, d)`` finite array of unit rows.
 
-    The row norms are computed in float64: ``| ||w_i|| - 1 | <= atol`` for every row.
+    The row norms are computed in float64: ``| ||w_i|| - 1 | <= atol`` for every row, with
+    ``atol`` raised to :func:`tolerance` of the dtype (``2^-9`` for float16).
 
     Raises
     ------
@@ -193,6 +225,7 @@ def validate_vectors(
             f"{name} must be a non-empty 2-D (N, d) array, got shape {tuple(vectors.shape)}"
         )
     _check_finite(vectors, name)
+    atol = tolerance(vectors.dtype, atol)
     norms = torch.linalg.vector_norm(vectors, dim=1, dtype=torch.float64)
     err = (norms - 1.0).abs()
     worst = int(torch.argmax(err))
@@ -209,7 +242,8 @@ def validate_bases(
 ) -> torch.Tensor:
     """Check that ``bases`` is an ``(N, n, k)`` finite stack with orthonormal columns.
 
-    Orthonormality is measured as ``max_i max |X_i^T X_i - I_k|`` in float64.
+    Orthonormality is measured as ``max_i max |X_i^T X_i - I_k|`` in float64, against
+    ``atol`` raised to :func:`tolerance` of the dtype.
 
     Raises
     ------
@@ -223,6 +257,7 @@ def validate_bases(
             f"{name} must be a 3-D (N, n, k) array with 1 <= k <= n, got shape {tuple(bases.shape)}"
         )
     _check_finite(bases, name)
+    atol = tolerance(bases.dtype, atol)
     x = bases.to(torch.float64)
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
     err = (x.transpose(-1, -2) @ x - eye).abs().amax(dim=(-1, -2))

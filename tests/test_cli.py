@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import ebv_gen
 from ebv_gen.cli import main
 from ebv_gen.io import checkpoint_path, sidecar_path
 
@@ -38,7 +39,7 @@ def test_generate_writes_npy_and_sidecar(tmp_path, capsys):
     assert arr.dtype == np.float64 and arr.shape == (30, 5)  # a small packing keeps float64
     side = json.loads(sidecar_path(out).read_text())
     for key in (
-        "num", "dim", "mode", "coherence", "lower_bound", "lower_bound_name", "method", "seed",
+        "num", "dim", "mode", "coherence", "bound", "bound_name", "method", "seed",
         "steps", "seconds", "device", "sha256", "version", "history", "gap", "ratio",
         "mean_abs_cos", "quantiles",
     ):  # fmt: skip
@@ -89,7 +90,6 @@ def test_same_seed_same_bytes(tmp_path, capsys):
         (["generate", "5", "3", "--method", "sgd"], "method"),
         (["generate", "5", "3", "--device", "tpu"], "device"),
         (["bogus"], "invalid choice"),
-        ([], "required"),
         (["generate-subspaces", "8", "4"], "required"),
         (["generate-subspaces", "0", "4", "2"], "NUM must be >= 1"),
         (["generate-subspaces", "1", "4", "2"], "NUM must be >= 2"),
@@ -333,8 +333,9 @@ def test_interrupt_saves_best_so_far_and_exits_130(tmp_path, sig):
     _wait_for(checkpoint_path(out), proc)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr  # 130 for SIGINT, 143 for SIGTERM
     assert "Traceback" not in stderr
+    assert f"{signal.Signals(sig).name}: stopping and saving the best result so far" in stderr
     side = json.loads(sidecar_path(out).read_text())
     assert side["interrupted"] is True and 0 < side["steps"] < 100000
     assert main(["verify", str(out)]) == 0
@@ -378,3 +379,300 @@ def test_python_m_help():
         [sys.executable, "-m", "ebv_gen", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "generate" in done.stdout
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def test_no_command_prints_usage_and_version_is_supported(capsys):
+    code, out, err = _run_main(capsys, [])
+    assert code == 2 and err.startswith("usage: ebv-gen") and "generate-subspaces" in err
+    assert "--version" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    out, _ = capsys.readouterr()
+    assert exc.value.code == 0 and out.strip() == f"ebv-gen {ebv_gen.__version__}"
+
+
+def test_every_generate_option_has_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out, _ = capsys.readouterr()
+    for option in ("--mode", "--method", "--seed", "--steps", "--threshold", "--log-every"):
+        line = next(x for x in out.splitlines() if x.strip().startswith(option))
+        rest = out[out.index(line) + len(line) :].split("\n  -")[0]
+        assert len((line.split(maxsplit=2)[2:] or [""])[0] + rest.strip()) > 10, option
+    assert "published EBV algorithm" in out and "spherical codes" in out
+
+
+@pytest.mark.parametrize(
+    ("output", "needle"),
+    [
+        ("", "-o/--output is empty"),
+        ("{dir}", "is a directory"),
+        ("{dir}/", "is a directory"),
+        ("{dir}/x.txt", "has extension '.txt'; expected .npy"),
+        ("{dir}/x", "has no extension"),
+        ("/proc/x.npy", "is not writable"),
+    ],
+)
+def test_bad_output_path_is_refused_before_any_work(tmp_path, capsys, output, needle):
+    t0 = time.perf_counter()
+    output = output.format(dir=tmp_path)
+    code, _, err = _run_main(capsys, ["generate", "3000", "64", "-o", output])
+    assert code == 2 and needle in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ebv-gen: error: -o/--output")
+    assert ".tmp" not in err and ".probe" not in err  # no hidden temporary file named
+    assert time.perf_counter() - t0 < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_threshold_without_threshold_method_is_an_error(tmp_path, capsys):
+    argv = ["generate", "6", "3", "-o", str(tmp_path / "x.npy"), "--threshold", "0.1"]
+    code, _, err = _run_main(capsys, argv)
+    assert code == 2 and "--threshold 0.1 applies only to --method threshold" in err
+    code, _, _ = _run_main(capsys, [*argv, "--method", "threshold", "--steps", "5"])
+    assert code == 0
+
+
+def test_resume_without_checkpoint_says_so_and_existing_checkpoint_is_not_silently_lost(
+    tmp_path, capsys
+):
+    out = tmp_path / "r.npy"
+    argv = ["generate", "20", "4", "-o", str(out), "--steps", "10"]
+    code, _, err = _run_main(capsys, [*argv, "--resume"])
+    assert code == 0 and "--resume: no checkpoint" in err and "starting from the beginning" in err
+    ckpt = checkpoint_path(out)
+    ckpt.write_bytes(b"an earlier run's state")
+    code, _, err = _run_main(capsys, [*argv, "--force"])  # without --resume or --force: refused
+    assert code == 0 and "starting afresh" in err
+    ckpt.write_bytes(b"an earlier run's state")
+    out.unlink()
+    code, _, err = _run_main(capsys, argv)
+    assert code == 2 and "pass --resume to continue it, or --force" in err
+    assert ckpt.read_bytes() == b"an earlier run's state"
+
+
+def test_plan_line_then_periodic_progress_lines_when_stderr_is_a_log(tmp_path):
+    out = tmp_path / "p.npy"
+    done = subprocess.run(
+        [sys.executable, "-m", "ebv_gen", "generate", "300", "16", "-o", str(out)]
+        + ["--steps", "400", "--log-every", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("ebv-gen: 300 x 16 lines on cpu, method auto, budget 400 steps")
+    assert "memory ~" in lines[0] and "search in float" in lines[0]
+    progress = [x for x in lines[1:] if x.startswith("ebv-gen: step ")]
+    assert len(progress) >= 2, done.stderr
+    assert "/400 (" in progress[-1] and "ETA" in progress[-1] and "bound" in progress[-1]
+    quiet = subprocess.run(
+        [sys.executable, "-m", "ebv_gen", "generate", "300", "16", "-o", str(out), "--force"]
+        + ["--steps", "20", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_progress_draws_a_bar_with_total_on_a_terminal(monkeypatch, capsys):
+    from ebv_gen.progress import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = Progress(
+        steps=50, time_budget=None, bound=0.1, label="coherence", enabled=True, log_every=10
+    )
+    for step in (10, 20):
+        bar(step, 0.3, 0.2)
+    assert bar.bar is not None and bar.bar.total == 50 and bar.bar.n == 20
+    bar.close()
+    timed = Progress(
+        steps=None, time_budget=30.0, bound=0.1, label="coherence", enabled=True, log_every=10
+    )
+    timed(1, 0.3, 0.2)
+    assert timed.bar.total == 30.0 and timed.by_time
+    timed.close()
+    capsys.readouterr()
+
+
+#: ``ebv-gen generate`` with an engine that keeps working after the stop flag is set (as a long
+#: tile would): the second signal must abort it.
+_STUBBORN = """
+import sys, time
+import ebv_gen.generation
+def generate(*args, callback=None, should_stop=None, **kw):
+    step = 0
+    while True:
+        step += 1
+        callback(step, 0.5, 0.5)
+        if should_stop():
+            print("flag seen", file=sys.stderr, flush=True)
+        time.sleep(0.02)
+ebv_gen.generation.generate = generate
+from ebv_gen.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_second_signal_aborts_at_once_without_writing(tmp_path, sig):
+    out = tmp_path / "a.npy"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN, "generate", "40", "8", "-o", str(out), "--steps", "9"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    seen = []
+    while not any("step 1/9" in x for x in seen):  # the run is under way
+        seen.append(proc.stderr.readline())
+        assert seen[-1], seen
+    proc.send_signal(sig)
+    while not any("flag seen" in x for x in seen):
+        seen.append(proc.stderr.readline())
+        assert seen[-1], seen
+    t0 = time.perf_counter()
+    proc.send_signal(sig)
+    _, rest = proc.communicate(timeout=30)
+    stderr = "".join(seen) + rest
+    assert time.perf_counter() - t0 < 5
+    assert proc.returncode == 128 + sig, stderr
+    assert f"{signal.Signals(sig).name}: stopping and saving the best result so far" in stderr
+    assert "Traceback" not in stderr and "aborted, nothing written" in stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_stop_flag_sets_on_first_signal_and_aborts_on_second(capsys):
+    from ebv_gen.signals import Abort, StopFlag
+
+    flag = StopFlag()
+    assert not flag()
+    flag.handler(signal.SIGTERM, None)
+    assert flag() and flag.signal == signal.SIGTERM
+    assert "SIGTERM: stopping and saving" in capsys.readouterr().err
+    with pytest.raises(Abort) as exc:
+        flag.handler(signal.SIGTERM, None)
+    assert exc.value.signum == signal.SIGTERM
+    assert not isinstance(exc.value, KeyboardInterrupt)  # the engine must not swallow it
+
+
+def _sphere_file(tmp_path, sidecar=True):
+    p = tmp_path / "s.npy"
+    argv = ["generate", "6", "3", "--mode", "sphere", "-o", str(p), "--quiet"]
+    assert main([*argv, "--method", "construction"]) == 0
+    if not sidecar:
+        sidecar_path(p).unlink()
+    return p
+
+
+def test_verify_mode_for_a_sphere_file_without_sidecar(tmp_path, capsys):
+    p = _sphere_file(tmp_path, sidecar=False)  # the octahedron: cos 0 at best, -1 for opposites
+    capsys.readouterr()
+    code, out, _ = _run_main(capsys, ["verify", str(p)])
+    assert code == 1 and "the same line" in out  # as lines, opposite points are one line
+    code, out, _ = _run_main(capsys, ["verify", str(p), "--mode", "sphere"])
+    assert code == 0 and "(sphere)" in out and "coherence 0.000000" in out
+    with_side = _sphere_file(tmp_path / "w" if (tmp_path / "w").mkdir() is None else tmp_path)
+    capsys.readouterr()
+    code, out, _ = _run_main(capsys, ["verify", str(with_side)])
+    assert code == 0 and "(sphere)" in out
+    code, _, err = _run_main(capsys, ["verify", str(with_side), "--mode", "lines"])
+    assert code == 2 and "--mode 'lines' but the sidecar" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda: np.repeat(_unit(3, 4), 2, axis=0), "rows 0 and 1 are the same line"),
+        (lambda: np.concatenate([_unit(4, 4), -_unit(1, 4)]), "are the same line"),
+        (lambda: _unit(1, 4), "holds a single vector"),
+        (lambda: np.concatenate([_bases()[:3], _bases()[:1]]), "span the same subspace"),
+        (lambda: _bases(1), "holds a single subspace"),
+    ],
+)
+def test_duplicates_and_single_rows_are_invalid(tmp_path, capsys, make, needle):
+    p = tmp_path / "d.npy"
+    np.save(p, make())
+    code, out, _ = _run_main(capsys, ["verify", str(p)])
+    assert code == 1 and out.startswith("invalid: ") and needle in out, out
+
+
+def test_float16_copy_of_a_valid_file_is_valid(tmp_path, capsys):
+    p = _craft(tmp_path, "valid")
+    half = tmp_path / "half.npy"
+    np.save(half, np.load(p).astype(np.float16))
+    capsys.readouterr()
+    code, out, _ = _run_main(capsys, ["verify", str(half)])
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "unusable: no such file: "),
+        ("nan", "holds 1 NaN or infinite entry (the first at index (1, 1))"),
+        ("sub_4d", "expected 2-D or 3-D"),
+    ],
+)
+def test_verify_messages_read_plainly(tmp_path, capsys, kind, message):
+    p = _craft(tmp_path, kind)
+    capsys.readouterr()
+    _, out, _ = _run_main(capsys, ["verify", str(p)])
+    assert message in out and "path:" not in out, out
+
+
+def test_verify_json_uses_the_sidecar_key_names(tmp_path, capsys):
+    for kind, keys in (
+        ("valid", ("coherence", "bound", "bound_name", "min_angle_rad", "min_angle_deg")),
+        ("sub_valid", ("min_distance", "bound", "bound_name", "min_angle_rad", "min_angle_deg")),
+    ):
+        p = _craft(tmp_path, kind)
+        capsys.readouterr()
+        _, out, _ = _run_main(capsys, ["verify", str(p), "--json"])
+        verdict, side = json.loads(out), json.loads(sidecar_path(p).read_text())
+        for key in keys:
+            assert verdict[key] == pytest.approx(side[key], abs=1e-9) or verdict[key] == side[key]
+        assert verdict["kind"] == side["kind"]
+
+
+def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
+    from ebv_gen.plan import format_duration, plan_run
+
+    plan = plan_run(
+        100_000,
+        4096,
+        device=torch.device("cpu"),
+        method="auto",
+        steps=None,
+        time_budget=None,
+        what="100000 x 4096 lines",
+    )
+    line = plan.describe()
+    assert plan.dtype == torch.float32 and plan.default_steps and plan.steps >= 200
+    assert plan.step_seconds is not None and plan.step_seconds > 0
+    assert "100000 x 4096 lines on cpu, method auto" in line and "(default)" in line
+    assert "GiB" in line and "matrix products ~" in line
+    assert [format_duration(s) for s in (0.5, 42, 425, 7980)] == [
+        "0.5 s",
+        "42 s",
+        "7m 05s",
+        "2h 13m",
+    ]
+
+
+def test_verify_file_takes_paths_and_names_a_bad_argument(tmp_path):
+    p = _craft(tmp_path, "valid_nosidecar")
+    code, verdict = ebv_gen.verify_file(p)
+    assert code == 0 and verdict["file"] == str(p) and verdict["mode_from"] == "default"
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        ebv_gen.verify_file(3)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ebv_gen.verify_file(p, mode="plane")

@@ -108,3 +108,106 @@ def test_checkpoint_roundtrip_and_garbage(tmp_path):
         load_checkpoint(p)
     with pytest.raises(UnusableFileError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def test_load_of_a_missing_file_is_a_file_not_found_error(tmp_path):
+    from grassmann.npyio import MissingFileError
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        ebv_gen.load(tmp_path / "absent.npy")
+    with pytest.raises(ValueError):  # still an UnusableFileError for existing callers
+        ebv_gen.load(tmp_path / "absent.npy")
+    assert issubclass(MissingFileError, UnusableFileError)
+
+
+def test_save_refuses_an_existing_file_unless_overwrite(tmp_path):
+    res = ebv_gen.generate(6, 3, method="construction")
+    p = tmp_path / "v.npy"
+    res.save(p)
+    before = p.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        res.save(p)
+    assert p.read_bytes() == before
+    res.save(p, overwrite=True)
+    with pytest.raises(TypeError, match="overwrite must be a bool"):
+        res.save(p, overwrite="yes")
+
+
+def test_sidecar_dtype_is_the_dtype_of_the_file(tmp_path):
+    for dtype, want in ((torch.float32, "float32"), (torch.float64, "float64")):
+        p = tmp_path / f"{want}.npy"
+        save_vectors(p, torch.from_numpy(_unit()).to(dtype), {})
+        assert np.load(p).dtype == np.dtype(want)
+        assert json.loads(sidecar_path(p).read_text())["dtype"] == want
+
+
+def test_vector_and_subspace_sidecars_share_key_names(tmp_path):
+    from ebv_gen.sidecar import HISTORY_KEYS, SCHEMA_VERSION
+
+    vec = ebv_gen.generate(20, 4, steps=30)
+    sub = ebv_gen.generate_subspaces(6, 4, 2, steps=30)
+    sides = {}
+    for name, res in (("vectors", vec), ("subspaces", sub)):
+        p = tmp_path / f"{name}.npy"
+        res.save(p)
+        sides[name] = json.loads(sidecar_path(p).read_text())
+    common = {
+        "schema_version", "kind", "num", "bound", "bound_name", "gap", "ratio",
+        "min_angle_rad", "min_angle_deg", "seed", "device", "steps", "seconds",
+        "interrupted", "version", "history", "sha256", "shape", "dtype",
+    }  # fmt: skip
+    for kind, side in sides.items():
+        assert common <= set(side), common - set(side)
+        assert side["schema_version"] == SCHEMA_VERSION and side["kind"] == kind
+        assert "lower_bound" not in side and "min_angle" not in side
+        assert side["min_angle_deg"] == pytest.approx(np.degrees(side["min_angle_rad"]))
+        assert side["history"] and all(
+            set(h) == {"step", "seconds", HISTORY_KEYS[kind]} for h in side["history"]
+        )
+    v = sides["vectors"]
+    assert v["min_angle_rad"] == pytest.approx(np.arccos(v["coherence"]))
+
+
+def test_version_1_sidecars_are_still_read(tmp_path):
+    from ebv_gen.io import read_sidecar
+
+    p = tmp_path / "old.npy"
+    save_vectors(p, torch.from_numpy(_unit()), {})
+    side = json.loads(sidecar_path(p).read_text())
+    del side["schema_version"]
+    side.update(coherence=0.5, lower_bound=0.4, lower_bound_name="welch", history=[[1, 0.1, 0.6]])
+    sidecar_path(p).write_text(json.dumps(side))
+    got = read_sidecar(p)
+    assert got["schema_version"] == 2 and got["kind"] == "vectors"
+    assert (got["bound"], got["bound_name"]) == (0.4, "welch") and "lower_bound" not in got
+    assert got["history"] == [{"step": 1, "seconds": 0.1, "coherence": 0.6}]
+    q = tmp_path / "oldsub.npy"
+    save_vectors(q, torch.eye(4)[None, :, :2].repeat(2, 1, 1), {})
+    side = json.loads(sidecar_path(q).read_text())
+    del side["schema_version"]
+    side.update(kind="subspaces", min_angle=0.5, bound=1.0, history=[[3, 0.2, 0.9]])
+    sidecar_path(q).write_text(json.dumps(side))
+    got = read_sidecar(q)
+    assert got["min_angle_rad"] == 0.5 and got["min_angle_deg"] == pytest.approx(28.6478897)
+    assert got["history"] == [{"step": 3, "seconds": 0.2, "min_distance": 0.9}]
+    side["schema_version"] = 99
+    sidecar_path(q).write_text(json.dumps(side))
+    with pytest.raises(UnusableFileError, match="schema_version 99 is newer"):
+        read_sidecar(q)
+
+
+def test_gitignore_covers_the_files_the_readme_command_writes():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    names = ["ebv_100x32.npy", "ebv_100x32.json", "ebv_100x32.ckpt.pt", "fig.png"]
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True, text=True
+    )
+    if done.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert done.stdout.split() == names

@@ -187,7 +187,7 @@ def test_save_writes_npy_and_sidecar_that_heads_and_verify_accept(tmp_path):
     digest = res.save(path)
     side = json.loads(sidecar_path(path).read_text())
     for key in (
-        "kind", "num", "n", "k", "metric", "min_distance", "min_angle", "bound", "bound_name",
+        "kind", "num", "n", "k", "metric", "min_distance", "min_angle_rad", "bound", "bound_name",
         "gap", "ratio", "seed", "steps", "seconds", "device", "sha256", "version", "history",
         "shape", "interrupted", "restarts", "dtype",
     ):  # fmt: skip
