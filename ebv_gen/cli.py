@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .launch import Launch, join_from_environment, leave
 from .progress import Progress
 from .signals import Abort, StopFlag, handle_signals
 
@@ -336,20 +337,22 @@ def _run_and_save(
     bound: float,
     label: str,
     extra=None,
+    main: bool = True,
 ) -> int:
     """Say what the run will do (``plan``), run ``generator(seed=..., device=...,
     time_budget=..., steps=..., <progress, checkpoint and stop keywords>)`` under the signal
     handlers with progress, save the result (``extra(result)`` added to the sidecar) and print
     the report line; exit code 0, or ``128 + signal`` when a signal stopped it (the best result
-    so far is saved)."""
-    if plan.method in _SEARCHING:  # the others build a frame at once (or refuse the size)
+    so far is saved). ``main=False`` (a rank other than 0 under ``torchrun``): run, save and
+    print nothing."""
+    if plan.method in _SEARCHING and main:  # the others build a frame at once (or refuse the size)
         _note(args, plan.describe() + "; Ctrl-C stops and saves the best so far")
     bar = Progress(
         steps=plan.steps,
         time_budget=args.time_budget,
         bound=bound,
         label=label,
-        enabled=not args.quiet,
+        enabled=not args.quiet and main,
         log_every=args.log_every,
     )
     flag = StopFlag()
@@ -368,6 +371,8 @@ def _run_and_save(
             )
         finally:
             bar.close()
+        if not main:
+            return 128 + flag.signal if result.interrupted and flag.signal else EXIT_OK
         overwrite = args.force or args.resume or out.exists() is False
         result.save(out, extra=extra(result) if extra is not None else None, overwrite=overwrite)
     print(result.report() + f"  -> {out}", flush=True)
@@ -382,16 +387,25 @@ def _run_and_save(
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    import grassmann
-
-    from .generation import check_memory, generate
-    from .plan import plan_run
-
+    """``generate``: in one process, or on every rank of the group ``torchrun`` started."""
     if args.threshold is not None and args.method != "threshold":
         raise CLIError(
             f"--threshold {args.threshold:g} applies only to --method threshold, got "
             f"--method {args.method}"
         )
+    launch = join_from_environment(args.device)  # torchrun: the group it describes
+    try:
+        return _generate(args, launch)
+    finally:
+        leave(launch)
+
+
+def _generate(args: argparse.Namespace, launch: Launch) -> int:
+    import grassmann
+
+    from .generation import check_memory, generate
+    from .plan import plan_run
+
     out, ckpt, device = _open_output(args)
     if args.num < 2:
         raise CLIError(
@@ -409,7 +423,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         return out
 
     run = functools.partial(
-        generate, args.num, args.dim, mode=args.mode, method=args.method, threshold=args.threshold
+        generate,
+        args.num,
+        args.dim,
+        mode=args.mode,
+        method=args.method,
+        threshold=args.threshold,
+        group=launch.group,
     )
     plan = plan_run(
         args.num,
@@ -421,7 +441,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         what=f"{args.num} x {args.dim} {args.mode}",
     )
     return _run_and_save(
-        args, out, ckpt, device, run, plan=plan, bound=bound.value, label="coherence", extra=extra
+        args,
+        out,
+        ckpt,
+        device,
+        run,
+        plan=plan,
+        bound=bound.value,
+        label="coherence",
+        extra=extra,
+        main=launch.is_main,
     )
 
 

@@ -132,3 +132,22 @@ def test_a_world_larger_than_the_packing_and_mismatched_arguments_are_refused(tm
 
 def _mismatch_worker(rank, world, port, out):
     _generate_worker(rank, world, port, out, {**CASE, "seed": rank}, None)
+
+
+def test_torchrun_launches_the_command_line_on_two_ranks(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.npy"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "ebv_gen", "generate", "150", "16", "-o", str(out), "--device", "cpu",
+        "--steps", "25", "--seed", "3", "--method", "lse", "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["world_size"] == 2 and side["backend"] == "gloo"
+    single = generate(device="cpu", **{**CASE, "tile": None})
+    np.testing.assert_allclose(np.load(out), single.vectors.numpy(), rtol=0, atol=1e-9)
+    assert done.stdout.count("-> ") == 1  # only rank 0 reports (and writes)
