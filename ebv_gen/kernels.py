@@ -64,12 +64,24 @@ def poll_stop(poll: Callable[[], bool] | None) -> None:
         raise Stopped
 
 
-def _pool(sq: torch.Tensor, block: int) -> torch.Tensor:
-    """Sum ``k x k`` blocks of a ``(R, a k, b k)`` tile -> ``(R, a, b)``."""
+def _pool(sq: torch.Tensor, block: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum ``k x k`` blocks of a ``(R, a k, b k)`` tile -> ``(R, a, b)`` (into ``out`` if given).
+
+    The ``k`` rows of each block are added first (contiguous slices), then the ``k`` columns:
+    ``k - 1`` additions each way. ``torch.sum`` over the two strided block axes is 10-16x
+    slower on CPUs (measured at ``R = 256``, ``a = b = 60``, ``k = 2``)."""
     if block == 1:
-        return sq
-    r, a, b = sq.shape
-    return sq.view(r, a // block, block, b // block, block).sum(dim=(2, 4))
+        return sq if out is None else out.copy_(sq)
+    r, A, B = sq.shape
+    v = sq.view(r, A // block, block, B)
+    rows = v[:, :, 0] + v[:, :, 1]
+    for i in range(2, block):
+        rows += v[:, :, i]
+    x = rows.view(r, A // block, B // block, block)
+    out = torch.add(x[..., 0], x[..., 1], out=out)
+    for i in range(2, block):
+        out += x[..., i]
+    return out
 
 
 def _similarities(G: torch.Tensor, block: int, mode: str, diagonal: bool) -> torch.Tensor:
@@ -237,7 +249,7 @@ def surrogate_parts(
         else:
             sq = torch.mul(H, H, out=_view(sqbuf, R, a * block, b * block))
             E = _view(ebuf, R, a, b)
-            torch.sum(sq.view(R, a, block, b, block), dim=(2, 4), out=E)
+            _pool(sq, block, out=E)
             E.add_(neg_tm)
         if tl.diagonal:
             E.diagonal(dim1=1, dim2=2).fill_(-math.inf)

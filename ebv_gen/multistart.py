@@ -66,6 +66,11 @@ REFINE_LR = (1e-2, 1e-5)
 #: Linear programmes per finish in the search (a finish from a refined start needs a few).
 FINISH_ITERATIONS = 50
 
+#: For subspaces (``k > 1``) the finish converges only linearly (their optima meet the
+#: simplex bound with many pairs active) and its linear programmes are ``k^2`` times larger:
+#: the best restart alone is finished per round, with this many linear programmes.
+SUBSPACE_FINISH_ITERATIONS = 10
+
 #: Two restarts whose similarities agree to this (relative) are taken for the same basin.
 _SAME_BASIN = 1e-7
 
@@ -306,7 +311,7 @@ def multistart(
         if res.interrupted:
             interrupted = True
         round_best = min(res.restart_similarity)
-        picked = _distinct_best(res.restart_similarity, FINISH_PER_ROUND)
+        picked = _distinct_best(res.restart_similarity, FINISH_PER_ROUND if block == 1 else 1)
         refine = REFINE_STEPS if steps is None else min(REFINE_STEPS, steps - total_steps)
         if not interrupted and picked and refine > 0:
             # the surrogate picked the basins; a sharper run of the few best takes each close
@@ -344,7 +349,7 @@ def multistart(
                 block=block,
                 mode=mode,
                 tile=tile,
-                max_iter=FINISH_ITERATIONS,
+                max_iter=FINISH_ITERATIONS if block == 1 else SUBSPACE_FINISH_ITERATIONS,
                 time_budget=_share(remaining(), _FINISH_SHARE),
                 should_stop=should_stop,
             )
