@@ -78,8 +78,12 @@ _SAME_BASIN = 1e-7
 #: finishing the last digits of a non-isolated optimum converges only linearly.
 _TARGET_SLACK = 1e-10
 
-#: Work of one round, ``R * steps * (N k)^2 * d``: about a second of a laptop CPU.
-_ROUND_WORK = 6e10
+#: Work of one round, ``R * steps * (N k)^2 * d``. Past a few dozen points a few long runs
+#: beat many short ones at the same cost. Sloane's sample (benchmarks/bench_tables.py, 10 s per
+#: case, 2 cores): 6e10 (256 starts) matched 21 of 36 with 7 entries more than 1e-3 above the
+#: table, 2e9 (13-65 starts past N = 60) 20 with 1, 6e9 23 with 1; small packings keep the
+#: full batch either way.
+_ROUND_WORK = 6e9
 
 #: Starts per round: at least this many, at most :data:`MAX_ROUND_SIZE`.
 MIN_ROUND_SIZE = 4
@@ -110,7 +114,7 @@ def round_steps(num: int) -> int:
 
 def round_size(num: int, dim: int, block: int = 1) -> int:
     """Starts optimised side by side in one round: a round's work ``R * steps * (N k)^2 * d``
-    of about :data:`_ROUND_WORK` (a second of a laptop CPU), between :data:`MIN_ROUND_SIZE`
+    of about :data:`_ROUND_WORK`, between :data:`MIN_ROUND_SIZE`
     and :data:`MAX_ROUND_SIZE`."""
     work = float(round_steps(num)) * float(num * block) ** 2 * dim
     return int(max(MIN_ROUND_SIZE, min(MAX_ROUND_SIZE, _ROUND_WORK // max(work, 1.0))))

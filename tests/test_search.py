@@ -97,7 +97,7 @@ def test_rounds_grow_longer_and_narrower_with_the_packing():
     assert round_steps(10) == 300 and round_steps(40) == 1000 and round_steps(1000) == 2500
     assert round_size(14, 3) == MAX_ROUND_SIZE
     assert round_size(1000, 100) == MIN_ROUND_SIZE
-    assert MIN_ROUND_SIZE < round_size(200, 8) < MAX_ROUND_SIZE
+    assert MIN_ROUND_SIZE < round_size(100, 8) < MAX_ROUND_SIZE
     assert round_size(50, 8, block=2) <= round_size(50, 8)
 
 
