@@ -434,6 +434,7 @@ def _generate(args: argparse.Namespace, launch: Launch) -> int:
     plan = plan_run(
         args.num,
         args.dim,
+        mode=args.mode,
         device=device,
         method=args.method,
         steps=args.steps,

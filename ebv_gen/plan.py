@@ -92,6 +92,7 @@ def plan_run(
     dim: int,
     *,
     block: int = 1,
+    mode: str = "lines",
     device: torch.device,
     method: str,
     steps: int | None,
@@ -101,9 +102,17 @@ def plan_run(
     """The plan of :func:`ebv_gen.generate` (``block = 1``) or
     :func:`ebv_gen.generate_subspaces` (``block = k``; ``dim`` is ``n``) with these options and
     their defaults (restarts, precision, steps)."""
-    from .generation import _FLOAT64_WORK, required_memory
+    from .generation import _FLOAT64_WORK, NEAR_OPTIMAL, required_memory
     from .search import default_search_steps, search_restarts
 
+    if method == "auto" and block == 1:
+        # auto returns a construction at once when one is optimal or near the bound (the
+        # catalog is read in microseconds): no search to announce
+        import grassmann
+
+        best = (grassmann.frame_candidates(num, dim, mode) or [None])[0]
+        if best is not None and (best.optimal or best.ratio <= NEAR_OPTIMAL):
+            method = "construction"
     rows = num * block
     dtype = torch.float64 if float(rows) ** 2 * dim <= _FLOAT64_WORK else torch.float32
     restarts = 1 if method == "threshold" else search_restarts(num, dim, block)

@@ -643,6 +643,15 @@ def test_verify_json_uses_the_sidecar_key_names(tmp_path, capsys):
         assert verdict["kind"] == side["kind"]
 
 
+def test_auto_with_a_near_bound_construction_plans_no_search():
+    from ebv_gen.plan import plan_run
+
+    # unbiased bases of R^4096: 1/64, 1.02 x Welch: auto builds them at once
+    plan = plan_run(100_000, 4096, device=torch.device("cpu"), method="auto", steps=None,
+                    time_budget=None, what="100000 x 4096 lines")  # fmt: skip
+    assert plan.method == "construction"
+
+
 def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
     from ebv_gen.plan import format_duration, plan_run
 
@@ -650,7 +659,7 @@ def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
         100_000,
         4096,
         device=torch.device("cpu"),
-        method="auto",
+        method="lse",
         steps=None,
         time_budget=None,
         what="100000 x 4096 lines",
@@ -658,7 +667,7 @@ def test_plan_of_a_large_run_names_memory_and_the_matrix_product_time():
     line = plan.describe()
     assert plan.dtype == torch.float32 and plan.default_steps and plan.steps >= 200
     assert plan.step_seconds is not None and plan.step_seconds > 0
-    assert "100000 x 4096 lines on cpu, method auto" in line and "(default)" in line
+    assert "100000 x 4096 lines on cpu, method lse" in line and "(default)" in line
     assert "GiB" in line and "matrix products ~" in line
     assert [format_duration(s) for s in (0.5, 42, 425, 7980)] == [
         "0.5 s",
