@@ -5,6 +5,7 @@ once (:class:`Abort`)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -41,12 +42,26 @@ class StopFlag:
         self.stop = True
         self.signal = signum
         name = signal.Signals(signum).name
-        print(
+        _say(
             f"{self.prog}: {name}: stopping and saving the best result so far "
-            f"(send it again to abort without saving)",
-            file=sys.stderr,
-            flush=True,
+            f"(send it again to abort without saving)"
         )
+
+
+def _say(text: str) -> None:
+    """One line on stderr from a signal handler: written to the file descriptor with
+    ``os.write``, because ``print`` would raise ``RuntimeError: reentrant call`` when the
+    signal lands while the main code is writing to ``sys.stderr`` (seen under load)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor
+        fd = None
+    if fd is None:
+        with contextlib.suppress(RuntimeError):
+            print(text, file=sys.stderr, flush=True)
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, (text + "\n").encode())
 
 
 @contextlib.contextmanager

@@ -685,3 +685,22 @@ def test_verify_file_takes_paths_and_names_a_bad_argument(tmp_path):
         ebv_gen.verify_file(3)
     with pytest.raises(ValueError, match="mode must be one of"):
         ebv_gen.verify_file(p, mode="plane")
+
+
+def test_the_first_signal_says_so_through_the_descriptor_not_print(monkeypatch):
+    # print from a handler raises "reentrant call" when the signal lands mid-write to stderr
+    import os as _os
+
+    from ebv_gen.signals import StopFlag
+
+    written = []
+    monkeypatch.setattr(_os, "write", lambda fd, data: written.append((fd, data)) or len(data))
+    monkeypatch.setattr(sys, "stderr", open(_os.devnull, "w"))  # noqa: SIM115
+    try:
+        flag = StopFlag()
+        flag.handler(signal.SIGINT, None)
+        assert flag() and flag.signal == signal.SIGINT
+        assert written and written[0][0] == sys.stderr.fileno()
+        assert b"SIGINT: stopping and saving the best result so far" in written[0][1]
+    finally:
+        sys.stderr.close()
