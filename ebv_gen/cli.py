@@ -396,6 +396,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     launch = join_from_environment(args.device)  # torchrun: the group it describes
     try:
         return _generate(args, launch)
+    except RuntimeError as exc:
+        if launch.group is None:
+            raise
+        # a collective failed: another rank died or left; one line, and torchrun stops the rest
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CLIError(
+            f"rank {launch.rank} of {launch.world}: the process group failed: {first}"
+        ) from None
     finally:
         leave(launch)
 

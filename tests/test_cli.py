@@ -704,3 +704,20 @@ def test_the_first_signal_says_so_through_the_descriptor_not_print(monkeypatch):
         assert b"SIGINT: stopping and saving the best result so far" in written[0][1]
     finally:
         sys.stderr.close()
+
+
+def test_a_failed_collective_under_torchrun_is_one_line(monkeypatch, tmp_path, capsys):
+    from ebv_gen import cli
+    from ebv_gen.launch import Launch
+
+    monkeypatch.setattr(cli, "join_from_environment", lambda device: Launch(object(), 1, 2, "gloo"))
+    monkeypatch.setattr(cli, "leave", lambda launch: None)
+
+    def broken(args, launch):
+        raise RuntimeError("[gloo/pair.cc:553] Connection closed by peer\nmore detail")
+
+    monkeypatch.setattr(cli, "_generate", broken)
+    code = cli.main(["generate", "20", "4", "-o", str(tmp_path / "a.npy")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "rank 1 of 2: the process group failed: [gloo/pair.cc:553] Connection closed" in err[0]
