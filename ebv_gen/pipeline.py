@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from .checkpoints import checkpoint_writer, remove_checkpoint, resume_checkpoint
-from .search import search
+from .search import SearchOutcome, search
 
-__all__ = ["Problem", "Run", "run_search"]
+__all__ = ["Problem", "run_search"]
 
 
 @dataclass(frozen=True)
@@ -47,29 +47,6 @@ class Problem:
     figure: Callable[[float], float]
 
 
-@dataclass
-class Run:
-    """The outcome of :func:`run_search`: the packing ``Z`` (``(N k, d)``, search device), the
-    run record in the caller's figure (``steps``, ``seconds``, ``history``, ``interrupted``),
-    and the report entries of the search (``extra``)."""
-
-    Z: torch.Tensor
-    steps: int
-    seconds: float
-    history: list[tuple[int, float, float]]
-    interrupted: bool
-    extra: dict[str, Any]
-
-    def record(self) -> dict[str, Any]:
-        """The keyword arguments of a result record."""
-        return {
-            "steps": self.steps,
-            "seconds": self.seconds,
-            "history": self.history,
-            "interrupted": self.interrupted,
-        }
-
-
 def run_search(
     problem: Problem,
     *,
@@ -87,8 +64,9 @@ def run_search(
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
     group: Any = None,
-) -> Run:
-    """Search ``problem`` from the seed (or its checkpoint) and describe the run.
+) -> SearchOutcome:
+    """Search ``problem`` from the seed (or its checkpoint) and describe the run: the
+    :class:`ebv_gen.search.SearchOutcome` with its history and finish in the caller's figure.
 
     ``structured(generator)`` gives the structured starts of the first round (drawn after the
     resume, so that a resumed run draws what the uninterrupted one did). ``callback`` receives
@@ -137,4 +115,4 @@ def run_search(
     if ckpt is not None and not found.interrupted:
         remove_checkpoint(ckpt, group=group)
     history = [(s, sec, fig(b)) for s, sec, b in found.history]
-    return Run(found.Z, found.steps, found.seconds, history, found.interrupted, extra)
+    return SearchOutcome(found.Z, found.steps, found.seconds, history, found.interrupted, extra)

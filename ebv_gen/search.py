@@ -98,6 +98,16 @@ class SearchOutcome:
     interrupted: bool
     extra: dict[str, Any]
 
+    def record(self) -> dict[str, Any]:
+        """The keyword arguments of a result record (``steps``, ``seconds``, ``history``,
+        ``interrupted``)."""
+        return {
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "history": self.history,
+            "interrupted": self.interrupted,
+        }
+
 
 def search(
     num: int,
