@@ -28,3 +28,9 @@ def test_bench_distributed_times_two_ranks_and_prints_the_cost_model(monkeypatch
     _main(monkeypatch, "bench_distributed")(["--sizes", "400x16", "--steps", "2"])
     out = capsys.readouterr().out
     assert "| 400 | 16 | 2 |" in out and "pays off from N > R s / B = 3,556" in out
+
+
+def test_bench_finish_times_both_simplex_methods(monkeypatch, capsys):
+    _main(monkeypatch, "bench_finish")(["--cases", "8x3", "--starts", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "| 8 | 3 | 1 |" in out

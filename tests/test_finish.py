@@ -119,6 +119,16 @@ def test_budget_and_stop_flag_end_the_finish():
     assert torch.allclose(stopped.Z, Z.to(torch.float64), rtol=0, atol=1e-15)
 
 
+def test_a_linear_programme_cut_short_by_the_budget_ends_the_finish_on_time():
+    # a large programme (100 lines in R^6 at the surrogate's end: hundreds of near-active
+    # pairs, a solve of a tenth of a second) and a budget far below one solve: HiGHS stops on
+    # its time limit, which is "time", not a failure, and the start comes back untouched
+    Z = surrogate_end(100, 6, "lines", 0, steps=1500)
+    res = minimax_finish(Z, time_budget=0.02)
+    assert res.reason == "time" and res.iterations == 0
+    assert torch.allclose(res.Z, Z.to(torch.float64), rtol=0, atol=1e-15)
+
+
 def test_near_max_pairs_lists_exactly_the_pairs_within_the_margin():
     g = torch.Generator().manual_seed(1)
     Z = random_start(1, 50, 4, dtype=torch.float64, generator=g)[0]
