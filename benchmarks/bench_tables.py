@@ -16,7 +16,8 @@ excess, and where we beat the reference. Quality bars of issue 11: at least 90% 
 entries matched to 1e-6 at 10 s per case on 2 cores, and none more than 1e-3 above.
 
 Run on a quiet machine: ``python benchmarks/bench_tables.py --budget 10`` (sample),
-``--all`` (540 entries, about 1.5 h), ``--tammes``, ``--ebv --budget 60``.
+``--all`` (540 entries, about 1.5 h), ``--only 17x7 26x6`` (chosen entries), ``--tammes``,
+``--ebv --budget 60``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=6, help="cases per dimension (sample)")
     p.add_argument("--all", action="store_true", help="the whole of Sloane's table")
     p.add_argument("--dims", type=int, nargs="+", help="only these dimensions of the table")
+    p.add_argument(
+        "--only", nargs="+", metavar="NxD", help="only these entries of the table, e.g. 17x7"
+    )
     p.add_argument("--tammes", action="store_true", help="the proven Tammes optima too")
     p.add_argument("--ebv", action="store_true", help="the EBV published matrices instead")
     p.add_argument("--threads", type=int, default=2)
@@ -142,7 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_sloane(path)
     if args.dims:
         rows = [r for r in rows if r[1] in args.dims]
-    cases = [r for r in rows if r[0] > r[1]] if args.all else stratified(rows, args.cases)
+    if args.only:
+        try:
+            wanted = {tuple(int(x) for x in e.lower().split("x")) for e in args.only}
+        except ValueError:
+            print(f"--only takes entries NxD (e.g. 17x7), got {args.only}", file=sys.stderr)
+            return 2
+        cases = [r for r in rows if r[:2] in wanted]
+        missing = wanted - {r[:2] for r in cases}
+        if missing:
+            print(f"--only: not in the table: {sorted(missing)}", file=sys.stderr)
+            return 2
+    elif args.all:
+        cases = [r for r in rows if r[0] > r[1]]
+    else:
+        cases = stratified(rows, args.cases)
     summary(run(cases, "lines", args.budget, args.seed), "Sloane's line packings")
     if args.tammes:
         tammes = [(n, 3, math.cos(math.radians(deg))) for n, deg in TAMMES_DEGREES.items()]

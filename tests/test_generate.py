@@ -274,3 +274,18 @@ def test_bench_tables_runs_on_one_case(monkeypatch, capsys):
     assert bench["main"](["--cases", "1", "--dims", "3", "--budget", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "Sloane's line packings: 1 cases, matched to 1e-06: 1 (100.0%)" in out
+
+
+def test_bench_tables_runs_chosen_entries_and_refuses_unknown_ones(monkeypatch, capsys):
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    table = root.parents[1] / "shared" / "reference"
+    if not (table / "line_packings_d3_d8.csv").exists():
+        pytest.skip("Sloane's table is not beside the repository")
+    bench = runpy.run_path(str(root / "bench_tables.py"), run_name="bench_tables")
+    assert bench["main"](["--only", "5x3", "--budget", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Sloane's line packings: 1 cases" in out and "\n   5  3 " in out
+    assert bench["main"](["--only", "5x2"]) == 2
+    assert "--only: not in the table: [(5, 2)]" in capsys.readouterr().err
+    assert bench["main"](["--only", "five"]) == 2
+    assert "--only takes entries NxD" in capsys.readouterr().err
