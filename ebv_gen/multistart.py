@@ -98,6 +98,16 @@ _REFINE_SHARE = 1 / 8
 _FINISH_SHARE = 1 / 6
 
 
+#: With a time budget, once the next round's exploration would get less than this share of its
+#: schedule (at the previous round's rate of steps), a round would only pick basins at random:
+#: what is left goes first to finishing the best packing to convergence (at large N the
+#: finishes of a round stop on their time share, short of their basin's optimum).
+_TAIL = 0.25
+
+#: Linear programmes of that last finish, per :data:`FINISH_ITERATIONS` of a round's.
+_TAIL_ITERATIONS = 4
+
+
 def _share(remaining: float | None, share: float) -> float | None:
     return None if remaining is None else remaining * share
 
@@ -270,6 +280,10 @@ def multistart(
         return None if time_budget is None else max(0.0, time_budget - elapsed())
 
     interrupted = False
+    # whether the best packing's finish may still improve it (it did not converge), and the
+    # exploration's steps per second in the last round
+    unfinished = state is not None
+    explore_rate: float | None = None
     while True:
         left = None if steps is None else steps - total_steps
         if left is not None and left <= 0:
@@ -281,6 +295,29 @@ def multistart(
         if should_stop is not None and should_stop():
             interrupted = True
             break
+        if (
+            unfinished
+            and explore_rate is not None
+            and _share(remaining(), _EXPLORE_SHARE) * explore_rate < _TAIL * per_round
+        ):
+            unfinished = False
+            fin = minimax_finish(
+                best_Z,
+                block=block,
+                mode=mode,
+                tile=tile,
+                max_iter=_TAIL_ITERATIONS
+                * (FINISH_ITERATIONS if block == 1 else SUBSPACE_FINISH_ITERATIONS),
+                time_budget=remaining(),
+                should_stop=should_stop,
+            )
+            finishes += 1
+            if fin.similarity < best:
+                best, best_Z = fin.similarity, fin.Z
+            if fin.reason == "stopped":
+                interrupted = True
+                break
+            continue
         names: list[str] = []
         batch: list[torch.Tensor] = []
         if done_rounds == 0:
@@ -299,6 +336,7 @@ def multistart(
             )
         # the exploration only picks basins: float32 is twice as fast and precise enough
         Z0 = torch.cat(batch).to(device=device, dtype=torch.float32)
+        explore_start = time.perf_counter()
         res = minimize_coherence(
             Z0,
             block=block,
@@ -310,6 +348,8 @@ def multistart(
             should_stop=should_stop,
         )
         total_steps += res.steps
+        if time_budget is not None and res.steps:
+            explore_rate = res.steps / max(time.perf_counter() - explore_start, 1e-9)
         starts += R
         done_rounds += 1
         if res.interrupted:
@@ -347,6 +387,7 @@ def multistart(
                 # no time left to finish: the surrogate's best still counts
                 if sc < best:
                     best, best_Z, origin = sc, Zc.to(torch.float64), names[idx]
+                    unfinished = True
                 continue
             fin = minimax_finish(
                 Zc,
@@ -362,6 +403,7 @@ def multistart(
                 interrupted = True
             if fin.similarity < best:
                 best, best_Z, origin = fin.similarity, fin.Z, names[idx]
+                unfinished = fin.reason != "converged"
         history.append((total_steps, round(elapsed(), 4), best))
         if callback is not None:
             callback(total_steps, round_best, best)

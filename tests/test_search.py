@@ -104,3 +104,31 @@ def test_rounds_grow_longer_and_narrower_with_the_packing():
 def test_neither_steps_nor_time_budget_is_an_error():
     with pytest.raises(ValueError, match="steps or time_budget"):
         run()
+
+
+def test_the_tail_of_a_time_budget_finishes_the_best_packing_first(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    calls = []
+    real = ms.minimax_finish
+
+    def recording(Z, **kw):
+        out = real(Z, **kw)
+        calls.append((kw["max_iter"], kw["time_budget"], out.start_similarity, out.similarity))
+        return out
+
+    monkeypatch.setattr(ms, "minimax_finish", recording)
+    monkeypatch.setattr(ms, "FINISH_ITERATIONS", 1)  # the rounds' finishes stop short
+    monkeypatch.setattr(ms, "_TAIL", math.inf)  # every later round counts as too short
+    res = run(time_budget=2.0)
+    tails = [c for c in calls if c[0] == ms._TAIL_ITERATIONS]
+    assert tails, calls
+    # it finishes the best packing of the rounds before it, with all the time that is left
+    rounds = [c for c in calls if c[0] == 1]
+    assert tails[0][2] == pytest.approx(min(c[3] for c in rounds[: calls.index(tails[0])]))
+    assert tails[0][1] is not None and tails[0][1] <= 2.0
+    assert res.similarity <= tails[0][3]
+    # a step budget never takes that turn: its result depends on the seed alone
+    calls.clear()
+    run(steps=2 * ONE_ROUND)
+    assert all(c[0] == 1 for c in calls)
