@@ -256,6 +256,7 @@ def multistart(
         raise ValueError("give steps or time_budget (or both), got neither")
     R = restarts if restarts is not None else round_size(num, dim, block)
     per_round = steps_per_round if steps_per_round is not None else round_steps(num)
+    finish_iterations = FINISH_ITERATIONS if block == 1 else SUBSPACE_FINISH_ITERATIONS
     best_Z: torch.Tensor | None = None
     best = math.inf
     origin = "random"
@@ -306,8 +307,7 @@ def multistart(
                 block=block,
                 mode=mode,
                 tile=tile,
-                max_iter=_TAIL_ITERATIONS
-                * (FINISH_ITERATIONS if block == 1 else SUBSPACE_FINISH_ITERATIONS),
+                max_iter=_TAIL_ITERATIONS * finish_iterations,
                 time_budget=remaining(),
                 should_stop=should_stop,
             )
@@ -394,7 +394,7 @@ def multistart(
                 block=block,
                 mode=mode,
                 tile=tile,
-                max_iter=FINISH_ITERATIONS if block == 1 else SUBSPACE_FINISH_ITERATIONS,
+                max_iter=finish_iterations,
                 time_budget=_share(remaining(), _FINISH_SHARE),
                 should_stop=should_stop,
             )

@@ -264,24 +264,27 @@ def test_memory_is_checked_before_a_closed_form_is_built(monkeypatch):
         ebv_gen.generate(2000, 2000)
 
 
-def test_bench_tables_runs_on_one_case(monkeypatch, capsys):
-    # the benchmark script cannot rot: one entry of Sloane's table, a short budget
+@pytest.fixture
+def bench_tables():
+    """``benchmarks/bench_tables.py``'s namespace; skips without Sloane's table beside the
+    repository."""
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     table = root.parents[1] / "shared" / "reference"
     if not (table / "line_packings_d3_d8.csv").exists():
         pytest.skip("Sloane's table is not beside the repository")
-    bench = runpy.run_path(str(root / "bench_tables.py"), run_name="bench_tables")
+    return runpy.run_path(str(root / "bench_tables.py"), run_name="bench_tables")
+
+
+def test_bench_tables_runs_on_one_case(bench_tables, capsys):
+    # the benchmark script cannot rot: one entry of Sloane's table, a short budget
+    bench = bench_tables
     assert bench["main"](["--cases", "1", "--dims", "3", "--budget", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "Sloane's line packings: 1 cases, matched to 1e-06: 1 (100.0%)" in out
 
 
-def test_bench_tables_runs_chosen_entries_and_refuses_unknown_ones(monkeypatch, capsys):
-    root = Path(__file__).resolve().parents[1] / "benchmarks"
-    table = root.parents[1] / "shared" / "reference"
-    if not (table / "line_packings_d3_d8.csv").exists():
-        pytest.skip("Sloane's table is not beside the repository")
-    bench = runpy.run_path(str(root / "bench_tables.py"), run_name="bench_tables")
+def test_bench_tables_runs_chosen_entries_and_refuses_unknown_ones(bench_tables, capsys):
+    bench = bench_tables
     assert bench["main"](["--only", "5x3", "--budget", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "Sloane's line packings: 1 cases" in out and "\n   5  3 " in out
