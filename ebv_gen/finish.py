@@ -22,7 +22,8 @@ for minimax solution of overdetermined systems of non-linear equations", J. Inst
    :math:`g_a \cdot u + w \le (s_{\max} - s_a) / \Delta` over those pairs ``a`` and
    :math:`\|u\|_\infty \le 1` (the step is :math:`D = \Delta u`; the scaling keeps every number
    of order one, so HiGHS's feasibility tolerance is far below the predicted decrease) with
-   HiGHS's simplex solver (:func:`scipy.optimize.linprog`, Huangfu & Hall 2018),
+   HiGHS (:func:`scipy.optimize.linprog`, Huangfu & Hall 2018): its primal simplex for small
+   programmes, its interior-point solver for large ones,
 4. retracts (row normalisation, or QR with a positive diagonal for ``k > 1``) and evaluates the
    exact maximum over *all* pairs: the step is accepted only if it decreases, so the finish can
    never make a packing worse. The ratio of the actual to the predicted decrease steers the trust
@@ -77,9 +78,10 @@ _STEP_PRICE = 1e-6
 #: Linear programmes with more non-zeros than this go to the interior-point solver. Both
 #: simplex methods stall on the large degenerate programmes: four finishes of 45 lines in R^7
 #: (programmes of 9,000-20,000 non-zeros) took 135 s (dual) and 590 s (primal) with the
-#: simplex up to 20,000 non-zeros, 26 s with this bound (`bench_finish.py --simplex-nnz`).
-#: A lower bound (4,000) saves a little more there but matched fewer of Sloane's entries in
-#: 10 s (20 of 36 against 23: the interior-point solver is slower on mid-sized programmes).
+#: simplex up to 20,000 non-zeros, 26 s with this bound, 17 s once the interior-point solver
+#: runs without its crossover (:data:`_IPM`; `bench_finish.py --simplex-nnz`). A lower bound
+#: saves a little more there but matched no more of Sloane's entries in 10 s (4,000 with the
+#: crossover: 20 of 36 against 23; 3,000 without: 24 against 25).
 _SIMPLEX_NNZ = 8000
 
 #: HiGHS tolerances for the scaled problem (all its numbers are of order one).
@@ -92,6 +94,19 @@ _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_toleranc
 #: steps in 1.2-1.35x less time on 26 lines in R^6 and 62 in R^5, though 1.15x more on 45 in
 #: R^7 (``benchmarks/bench_finish.py``).
 _PRIMAL_SIMPLEX = {"simplex_strategy": 4}
+
+#: The interior-point solver without HiGHS's crossover to a vertex (``run_crossover``, passed
+#: through like :data:`_PRIMAL_SIMPLEX`). Any optimal point is as good a step as the vertex,
+#: and the crossover stalls on the degenerate programme of a converged packing: the last
+#: programme of a finish of 100 lines in R^6 (758 pairs) took 16 s with it and 0.2 s
+#: without, about as long as each of the nine before it.
+_IPM = {"run_crossover": "off"}
+
+#: Predicted decreases (relative) below which a step counts as no decrease: the simplex's
+#: vertex solutions are exact to rounding, the interior-point solver's only to its optimality
+#: tolerance; below about 1e-11 its steps only chase that tolerance (the same finish of 100
+#: lines in R^6 took forty more such steps, each 0.25 s and lowering the maximum by ~5e-12).
+_NO_DECREASE = {"highs-ds": 1e-16, "highs-ipm": 1e-11}
 
 
 @dataclass
@@ -186,8 +201,10 @@ def _lp_step(
     block: int,
     mode: str,
     time_limit: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, float, float] | None:
-    """Solve the scaled linear programme; return ``(points, step, predicted decrease, |u|)``.
+) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
+    """Solve the scaled linear programme; return ``(points, step, predicted decrease, |u|,
+    no decrease)``, the last the relative decrease below which the solver's answer is noise
+    (:data:`_NO_DECREASE`).
 
     ``points`` are the indices of the points that move and ``step`` their ``(P, k, d)`` step
     ``delta * u`` (not yet projected); ``None`` if HiGHS reports a failure. Raises
@@ -228,12 +245,14 @@ def _lp_step(
     bounds[: 2 * nvar] = (0.0, 1.0)
     bounds[-1] = (-np.inf, np.inf)
     # HiGHS's simplex is fastest on small programmes but stalls for thousands of iterations
-    # on the large, highly degenerate ones; its interior-point solver (with crossover to a
-    # vertex) is then an order of magnitude faster.
+    # on the large, highly degenerate ones; its interior-point solver (without the crossover
+    # to a vertex, which stalls the same way) is then an order of magnitude faster.
     method = "highs-ds" if A_pq.nnz <= _SIMPLEX_NNZ else "highs-ipm"
     options = dict(_LP_OPTIONS)
     if method == "highs-ds":
         options.update(_PRIMAL_SIMPLEX)
+    else:
+        options.update(_IPM)
     if time_limit is not None:
         options["time_limit"] = max(time_limit, 1e-3)
     with warnings.catch_warnings():
@@ -250,7 +269,7 @@ def _lp_step(
     lin = s + delta * (A[:, :nvar] @ u)
     pred = pairs.smax - float(lin.max())
     step = (delta * u).reshape(points.size, block, d)
-    return points, step, pred, float(np.abs(u).max())
+    return points, step, pred, float(np.abs(u).max()), _NO_DECREASE[method]
 
 
 def minimax_finish(
@@ -365,8 +384,8 @@ def _finish(
         if out is None:
             reason = "lp-failed"
             break
-        points, step, pred, umax = out
-        if not pred > 1e-16 * max(1.0, abs(pairs.smax)):
+        points, step, pred, umax, floor = out
+        if not pred > floor * max(1.0, abs(pairs.smax)):
             reason = "converged"
             break
         Zn = _moved(Z, points, step, block)

@@ -63,6 +63,30 @@ def test_finish_lands_on_the_known_optimum_to_1e_9(num, dim, mode, seed):
     assert torch.allclose(res.Z.norm(dim=1), torch.ones(num, dtype=torch.float64), atol=1e-14)
 
 
+@pytest.mark.parametrize(("num", "seed"), [(8, 0), (10, 0)])
+def test_finish_with_the_interior_point_solver_lands_and_stops(num, seed, monkeypatch):
+    # every programme to HiGHS's interior-point solver (large programmes go there): its
+    # answers are optimal only to its tolerance, which must neither cost the optimum nor keep
+    # the finish chasing decreases of that size to its iteration limit
+    import ebv_gen.finish as finish
+
+    monkeypatch.setattr(finish, "_SIMPLEX_NNZ", 0)
+    Z = surrogate_end(num, 3, "lines", seed)
+    res = minimax_finish(Z)
+    assert res.reason == "converged" and res.iterations < 60
+    assert abs(math.sqrt(res.similarity) - sloane(num, 3)) < 1e-9
+
+
+def test_finish_of_a_large_programme_stops_once_the_solver_only_chases_its_tolerance():
+    # 100 lines in R^6: programmes of hundreds of pairs, for the interior-point solver. Its
+    # optimal points are exact only to its tolerance; taken for real decreases, they kept
+    # this finish stepping (each step lowering the maximum by ~1e-12) to its iteration limit
+    Z = surrogate_end(100, 6, "lines", 0, steps=1500)
+    res = minimax_finish(Z, max_iter=60)
+    assert res.reason == "converged" and res.iterations < 60
+    assert res.similarity < res.start_similarity - 1e-4
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     num=st.integers(3, 12),
