@@ -99,8 +99,11 @@ _PRIMAL_SIMPLEX = {"simplex_strategy": 4}
 #: through like :data:`_PRIMAL_SIMPLEX`). Any optimal point is as good a step as the vertex,
 #: and the crossover stalls on the degenerate programme of a converged packing: the last
 #: programme of a finish of 100 lines in R^6 (758 pairs) took 16 s with it and 0.2 s
-#: without, about as long as each of the nine before it.
-_IPM = {"run_crossover": "off"}
+#: without, about as long as each of the nine before it. Without the vertex, the solution is
+#: only as reproducible as the solver's tolerance: at HiGHS's default (1e-8) a sharded run and
+#: a single process, whose inputs differ by rounding, ended 1e-6 apart; at 1e-12 they agree
+#: to 1e-9, as with the crossover, for a few more interior-point iterations.
+_IPM = {"run_crossover": "off", "ipm_optimality_tolerance": 1e-12}
 
 #: Predicted decreases (relative) below which a step counts as no decrease: the simplex's
 #: vertex solutions are exact to rounding, the interior-point solver's only to its optimality
