@@ -91,8 +91,8 @@ _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_toleranc
 #: named options: scipy hands it to HiGHS as it is). On these programmes (few constraints,
 #: twice as many bounded variables, highly degenerate, at most :data:`_SIMPLEX_NNZ`
 #: non-zeros) it mostly needs fewer iterations than the dual simplex scipy chooses: the same
-#: steps in 1.2-1.35x less time on 26 lines in R^6 and 62 in R^5, though 1.15x more on 45 in
-#: R^7 (``benchmarks/bench_finish.py``).
+#: steps in 1.3-1.7x less time on 26 lines in R^6, 62 in R^5 and 45 in R^7
+#: (``benchmarks/bench_finish.py``).
 _PRIMAL_SIMPLEX = {"simplex_strategy": 4}
 
 #: The interior-point solver without HiGHS's crossover to a vertex (``run_crossover``, passed
