@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ebv_gen.finish as finish
 from ebv_gen.finish import minimax_finish
 from ebv_gen.optimize import max_similarity, minimize_coherence, near_max_pairs, random_start
 
@@ -66,10 +67,8 @@ def test_finish_lands_on_the_known_optimum_to_1e_9(num, dim, mode, seed):
 @pytest.mark.parametrize(("num", "seed"), [(8, 0), (10, 0)])
 def test_finish_with_the_interior_point_solver_lands_and_stops(num, seed, monkeypatch):
     # every programme to HiGHS's interior-point solver (large programmes go there): its
-    # answers are optimal only to its tolerance, which must neither cost the optimum nor keep
-    # the finish chasing decreases of that size to its iteration limit
-    import ebv_gen.finish as finish
-
+    # answers are optimal only to its tolerance, which must not cost the optimum (that the
+    # finish stops on it is the next test's, which needs a large programme)
     monkeypatch.setattr(finish, "_SIMPLEX_NNZ", 0)
     Z = surrogate_end(num, 3, "lines", seed)
     res = minimax_finish(Z)
