@@ -17,14 +17,19 @@ entries matched to 1e-6 at 10 s per case on 2 cores, and none more than 1e-3 abo
 
 Run on a quiet machine: ``python benchmarks/bench_tables.py --budget 10`` (sample),
 ``--all`` (540 entries, about 1.5 h), ``--only 17x7 26x6`` (chosen entries), ``--tammes``,
-``--ebv --budget 60``.
+``--ebv --budget 60``. Under ``torchrun`` every case is generated on the gloo group of its
+ranks (each a search of its own for a small problem, :mod:`ebv_gen.search`) and rank 0
+prints: ``torchrun --standalone --nproc-per-node 2 benchmarks/bench_tables.py --threads 1``
+spends two cores on two searches, which the multi-start search of one process cannot.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
+import os
 import statistics
 import sys
 import time
@@ -79,13 +84,15 @@ def stratified(rows: list[tuple[int, int, float]], per_dim: int) -> list[tuple[i
     return out
 
 
-def run(cases, mode: str, budget: float, seed: int) -> list[dict]:
+def run(cases, mode: str, budget: float, seed: int, group=None) -> list[dict]:
     results = []
     print(f"{'N':>4} {'d':>2}  {'reference':>12} {'ours':>12} {'excess':>10}  ok  how"
           f"{'':26} seconds")  # fmt: skip
     for num, dim, ref in cases:
         t0 = time.perf_counter()
-        res = ebv_gen.generate(num, dim, mode=mode, time_budget=budget, seed=seed, device="cpu")
+        res = ebv_gen.generate(
+            num, dim, mode=mode, time_budget=budget, seed=seed, device="cpu", group=group
+        )
         seconds = time.perf_counter() - t0
         excess = res.coherence - ref
         how = res.method
@@ -133,11 +140,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _main(args, None)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    try:
+        with contextlib.ExitStack() as stack:
+            if dist.get_rank() > 0:  # rank 0 prints
+                devnull = stack.enter_context(open(os.devnull, "w"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
+            return _main(args, dist.group.WORLD)
+    finally:
+        dist.destroy_process_group()
+
+
+def _main(args: argparse.Namespace, group) -> int:
+    ranks = "" if group is None else f" on each of {int(os.environ['WORLD_SIZE'])} ranks"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{ranks}, "
           f"budget {args.budget:g} s per case\n")  # fmt: skip
     if args.ebv:
         cases = [(1000, d, mu) for d, mu in EBV_PUBLISHED.items()]
-        summary(run(cases, "lines", args.budget, args.seed), "EBV published (1000 classes)")
+        results = run(cases, "lines", args.budget, args.seed, group)
+        summary(results, "EBV published (1000 classes)")
         return 0
     path = args.table / SLOANE
     if not path.exists():
@@ -161,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = [r for r in rows if r[0] > r[1]]
     else:
         cases = stratified(rows, args.cases)
-    summary(run(cases, "lines", args.budget, args.seed), "Sloane's line packings")
+    summary(run(cases, "lines", args.budget, args.seed, group), "Sloane's line packings")
     if args.tammes:
         tammes = [(n, 3, math.cos(math.radians(deg))) for n, deg in TAMMES_DEGREES.items()]
-        summary(run(tammes, "sphere", args.budget, args.seed), "Tammes (proven optima)")
+        summary(run(tammes, "sphere", args.budget, args.seed, group), "Tammes (proven optima)")
     return 0
 
 

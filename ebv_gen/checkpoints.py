@@ -11,8 +11,12 @@ process group.
   shards it names intact. ``--resume`` needs the same world size; every rank reads the manifest
   and its own shard, so across machines the checkpoint must be on a shared file system.
 
-The multi-start search of small problems runs whole on every rank (it is too small to share)
-and its checkpoint is one file written by rank 0.
+The multi-start search of a small problem is not shared: each rank runs its own
+(:func:`ebv_gen.search.search_seed`) and checkpoints it after each of its rounds, rank 0 to
+``FILE.ckpt.pt`` as one process does, rank ``r > 0`` to ``FILE.ckpt.pt.search.rank<r>-of-<P>``
+(:func:`search_path`; atomic). The ranks' rounds are not in step, so neither are their files;
+each resumes from its own last one, and a rank whose file is missing (or that did not exist
+when the checkpoint was written) starts its search again from its seed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from .io import checkpoint_writer as _single_writer
 from .io import load_checkpoint, save_checkpoint
 from .io import resume_checkpoint as _single_resume
 
-__all__ = ["checkpoint_writer", "remove_checkpoint", "resume_checkpoint", "shard_path"]
+__all__ = [
+    "checkpoint_writer",
+    "remove_checkpoint",
+    "resume_checkpoint",
+    "search_path",
+    "shard_path",
+]
 
 
 def _rank_world(group: Any) -> tuple[int, int]:
@@ -52,6 +62,13 @@ def shard_path(path: str | os.PathLike, step: int, rank: int, world: int) -> Pat
     return p.with_name(f"{p.name}.{step}.rank{rank}-of-{world}")
 
 
+def search_path(path: str | os.PathLike, rank: int, world: int) -> Path:
+    """The checkpoint of rank ``rank``'s own multi-start search (``rank > 0``; rank 0 writes
+    ``path`` itself)."""
+    p = Path(path)
+    return p.with_name(f"{p.name}.search.rank{rank}-of-{world}")
+
+
 def checkpoint_writer(
     path: str | os.PathLike,
     meta: dict[str, Any],
@@ -67,6 +84,7 @@ def checkpoint_writer(
     single = _single_writer(path, meta, generator)
     if world == 1:
         return single
+    own = single if rank == 0 else _single_writer(search_path(path, rank, world), meta, generator)
     backend = _backend(group)
     # a resumed run replaces the shards of the checkpoint it resumed from
     previous: list[Path] = []
@@ -76,9 +94,8 @@ def checkpoint_writer(
             previous.append(Path(path).with_name(manifest["shards"][rank]))
 
     def write(state: dict[str, Any]) -> None:
-        if state.get("kind") == "multistart":  # the same on every rank: rank 0 writes it
-            if rank == 0:
-                single(state)
+        if state.get("kind") == "multistart":  # this rank's own search: its own file
+            own(state)
             return
         step = int(state["step"])
         mine = shard_path(path, step, rank, world)
@@ -135,6 +152,8 @@ def resume_checkpoint(
                 f"cannot resume from {str(path)!r}: it was written by one process, this run "
                 f"has {world} ranks (resume with the world size that wrote it)"
             )
+        if rank > 0 and state is not None:  # rank 0's search; this rank has its own
+            return _single_resume(search_path(p, rank, world), meta, keys)
         return state
     if manifest["world"] != world:
         raise ValueError(
@@ -150,6 +169,8 @@ def remove_checkpoint(path: str | os.PathLike, group: Any = None) -> None:
     rank, world = _rank_world(group)
     p = Path(path)
     _barrier(group)
+    if rank > 0:
+        search_path(p, rank, world).unlink(missing_ok=True)
     if p.exists() and world > 1:
         saved = load_checkpoint(p)
         manifest = saved.get("manifest")

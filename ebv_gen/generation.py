@@ -151,10 +151,11 @@ def generate(
         A ``torch.distributed`` process group (e.g. ``torch.distributed.group.WORLD`` under
         ``torchrun``): the search of a large problem is shared over its ranks
         (:mod:`ebv_gen.sharding`; checkpoints sharded, :mod:`ebv_gen.checkpoints`) and the
-        float64 verification too. Every rank must call with the same arguments and gets the
-        same result; only rank 0 should save it. ``extra["world_size"]`` and
-        ``extra["backend"]`` record the group. Under a group a stop request is honoured at the
-        next step.
+        float64 verification too; a small one (the multi-start search) runs a search of its
+        own on every rank and returns the best (:func:`ebv_gen.search.search_seed`). Every
+        rank must call with the same arguments and gets the same result; only rank 0 should
+        save it. ``extra["world_size"]`` and ``extra["backend"]`` record the group. Under a
+        group a stop request is honoured at the next step.
 
     Returns
     -------

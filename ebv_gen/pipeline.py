@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .checkpoints import checkpoint_writer, remove_checkpoint, resume_checkpoint
-from .search import SearchOutcome, search
+from .search import SearchOutcome, search, search_seed
 
 __all__ = ["Problem", "run_search"]
 
@@ -72,9 +72,12 @@ def run_search(
     resume, so that a resumed run draws what the uninterrupted one did). ``callback`` receives
     figures, not similarities. The checkpoint is removed once the run ends uninterrupted.
     ``group`` shares a large problem's optimiser over the ranks of a process group (one
-    checkpoint shard per rank, see :mod:`ebv_gen.checkpoints`).
+    checkpoint shard per rank, see :mod:`ebv_gen.checkpoints`) and gives each rank a search of
+    its own for a small one (seeded by :func:`ebv_gen.search.search_seed`).
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(
+        search_seed(seed, problem.num, problem.dim, problem.block, group)
+    )
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     state = None
     if resume and ckpt is not None:

@@ -1,6 +1,12 @@
 """The search of a generator run: the multi-start search (:mod:`ebv_gen.multistart`) for small
 problems, one run of the optimiser and a short minimax finish for large ones, in one process or
 over the ranks of a process group.
+
+Across a process group the two kinds share the work differently. A large problem's optimiser is
+sharded (every rank holds its share of the rows, :mod:`ebv_gen.sharding`). A small problem is
+too small to share, so each rank runs a multi-start search of its own from its own random
+stream (:func:`search_seed`: rank 0 searches what one process does) and the best packing over
+the ranks is returned on every rank: ``P`` ranks try ``P`` times the starts in the same time.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .finish import minimax_finish
@@ -39,6 +46,7 @@ __all__ = [
     "round_steps",
     "search",
     "search_restarts",
+    "search_seed",
 ]
 
 #: Problems with ``N k d`` up to this (all of Sloane's tables up to R^8, N = 100) get the
@@ -83,6 +91,23 @@ def default_search_steps(num: int, dim: int, block: int = 1) -> int:
     if is_small(num, dim, block):
         return DEFAULT_ROUNDS * (round_steps(num) + REFINE_STEPS)
     return default_steps(num, dim, block)
+
+
+def search_seed(seed: int, num: int, dim: int, block: int = 1, group: Any = None) -> int:
+    """The seed of this rank's search.
+
+    ``seed`` itself in one process, on rank 0, and on every rank of a large problem (whose
+    ranks share one optimiser and must start from the same packing). For a small problem
+    (:func:`is_small`) rank ``r > 0`` of a group gets an independent stream, the first word of
+    numpy's ``SeedSequence((seed, r))`` (O'Neill's seeding of independent streams), so that
+    the ranks search different starts; the result is then never worse than one process's
+    with the same seed and steps.
+    """
+    rank = 0 if group is None else _rank(group)
+    if rank == 0 or not is_small(num, dim, block):
+        return seed
+    state = np.random.SeedSequence([seed, rank]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
 
 
 @dataclass
@@ -140,9 +165,11 @@ def search(
     :data:`LARGE_FINISH_SHARE`). ``state`` resumes either kind from its checkpoint.
 
     With a process group (``group``), a large problem's optimiser is shared over its ranks
-    (:mod:`ebv_gen.sharding`) and the finish runs on rank 0, whose packing every rank returns;
-    a small one runs whole on every rank (the same seed gives the same search) and rank 0's
-    packing is returned everywhere.
+    (:mod:`ebv_gen.sharding`) and the finish runs on rank 0, whose packing every rank returns.
+    A small one runs a search of its own on every rank (``generator`` seeded by
+    :func:`search_seed`) and the best over the ranks is returned everywhere (the lowest rank
+    on a tie); ``extra["search"]`` then sums the rounds, starts and finishes of all ranks and
+    names the ``ranks`` and the ``best_rank``.
     """
     if is_small(num, dim, block):
         res = multistart(
@@ -164,17 +191,13 @@ def search(
             state=state,
             should_stop=should_stop,
         )
-        extra = {
-            "search": {
-                "kind": "multistart",
-                "rounds": res.rounds,
-                "starts": res.starts,
-                "finishes": res.finishes,
-                "origin": res.origin,
-            }
-        }
-        Z = _from_rank0(res.Z, group)
-        return SearchOutcome(Z, res.steps, res.seconds, res.history, res.interrupted, extra)
+        info: dict[str, Any] = {"kind": "multistart"}
+        if group is not None:
+            res, ranks, best_rank = _best_over_ranks(res, group)
+            info.update(ranks=ranks, best_rank=best_rank)
+        info.update(rounds=res.rounds, starts=res.starts, finishes=res.finishes, origin=res.origin)
+        extra = {"search": info}
+        return SearchOutcome(res.Z, res.steps, res.seconds, res.history, res.interrupted, extra)
     Z0 = random_start(
         restarts, num, dim, block=block, dtype=dtype, device=device, generator=generator
     )
@@ -230,6 +253,42 @@ def _rank(group: Any) -> int:
     import torch.distributed as dist
 
     return dist.get_rank(group)
+
+
+def _best_over_ranks(res: SearchResult, group: Any) -> tuple[SearchResult, int, int]:
+    """The best of the ranks' own multi-start searches, on every rank: ``(result, ranks, best
+    rank)``. The result is the best rank's packing, similarity, steps, history and origin; its
+    rounds, starts and finishes are summed over the ranks, its seconds are the longest rank's,
+    and it counts as interrupted when any rank was."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size(group)
+    figures = [res.similarity, res.seconds, float(res.interrupted)]
+    figures += [float(res.rounds), float(res.starts), float(res.finishes), float(res.steps)]
+    mine = torch.tensor(figures, dtype=torch.float64, device=res.Z.device)
+    everyone = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(everyone, mine, group=group)
+    table = torch.stack(everyone).cpu()
+    best = min(range(world), key=lambda r: (float(table[r, 0]), r))
+    src = dist.get_global_rank(group, best) if group is not dist.group.WORLD else best
+    Z = res.Z.detach().to(torch.float64).contiguous().clone()
+    dist.broadcast(Z, src=src, group=group)
+    told: list[Any] = [res.history, res.origin]
+    dist.broadcast_object_list(told, src=src, group=group)
+    rounds, starts, finishes = (int(v) for v in table[:, 3:6].sum(dim=0).tolist())
+    merged = SearchResult(
+        Z,
+        float(table[best, 0]),
+        int(table[best, 6]),
+        float(table[:, 1].max()),
+        [tuple(h) for h in told[0]],
+        bool(table[:, 2].max() > 0),
+        rounds,
+        starts,
+        finishes,
+        str(told[1]),
+    )
+    return merged, world, best
 
 
 def _from_rank0(Z: torch.Tensor, group: Any) -> torch.Tensor:

@@ -151,3 +151,56 @@ def test_torchrun_launches_the_command_line_on_two_ranks(tmp_path):
     single = generate(device="cpu", **{**CASE, "tile": None})
     np.testing.assert_allclose(np.load(out), single.vectors.numpy(), rtol=0, atol=1e-9)
     assert done.stdout.count("-> ") == 1  # only rank 0 reports (and writes)
+
+
+#: A small problem (the multi-start search): every rank searches starts of its own. Three
+#: rounds, so that a rank can be killed between two of its checkpoints.
+SMALL = {"num": 26, "dim": 6, "steps": 3 * (600 + 1000), "seed": 0, "method": "lse"}
+
+
+def test_the_ranks_of_a_small_problem_search_their_own_starts_and_return_the_best(tmp_path):
+    from ebv_gen.search import REFINE_STEPS, round_steps
+
+    assert SMALL["steps"] == 3 * (round_steps(26) + REFINE_STEPS)
+    single = generate(device="cpu", **SMALL)
+    out, codes = _run(tmp_path, 2, **{**SMALL, "tile": None})
+    assert codes == [0, 0]
+    vecs = [np.load(out / f"rank{r}.npy") for r in range(2)]
+    assert np.array_equal(vecs[0], vecs[1])
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0] == reports[1]
+    search = reports[0]["extra"]["search"]
+    assert search["ranks"] == 2 and search["best_rank"] in (0, 1)
+    assert search["starts"] == 2 * single.extra["search"]["starts"]
+    assert search["rounds"] == 2 * single.extra["search"]["rounds"] == 6
+    # rank 0 searches what one process does: the best of the ranks is never worse
+    assert reports[0]["coherence"] <= single.coherence
+    if search["best_rank"] == 0:
+        assert np.array_equal(vecs[0], single.vectors.numpy())
+    assert reports[0]["coherence"] == coherence(torch.from_numpy(vecs[0]))
+
+
+def test_a_rank_of_a_small_problem_killed_resumes_its_own_search(tmp_path):
+    ckpt = tmp_path / "run.ckpt.pt"
+    small = {**SMALL, "tile": None}
+    whole, codes = _run(tmp_path, 2, **small)
+    assert codes == [0, 0]
+    opts = {"checkpoint_path": str(ckpt)}
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    # rank 1 dies after its second round, before that round's checkpoint: its file holds the
+    # first; rank 0 completes its search and then fails on the missing rank
+    codes = spawn(_generate_worker, 2, str(killed), {**small, **opts}, 2 * 1600)
+    assert codes[1] == 3 and codes[0] != 0
+    own = tmp_path / "run.ckpt.pt.search.rank1-of-2"
+    assert ckpt.exists() and own.exists()
+    assert torch.load(own, weights_only=False)["state"]["rounds"] == 1
+    assert torch.load(ckpt, weights_only=False)["state"]["rounds"] == 3
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    codes = spawn(_generate_worker, 2, str(resumed), {**small, **opts, "resume": True}, None)
+    assert codes == [0, 0]
+    assert np.array_equal(np.load(resumed / "rank0.npy"), np.load(whole / "rank0.npy"))
+    report = json.loads((resumed / "rank0.json").read_text())
+    assert report["extra"]["resumed_from_step"] == 3 * 1600  # rank 0's, whole
+    assert not ckpt.exists() and not own.exists()

@@ -132,3 +132,21 @@ def test_the_tail_of_a_time_budget_finishes_the_best_packing_first(monkeypatch):
     calls.clear()
     run(steps=2 * ONE_ROUND)
     assert all(c[0] == 1 for c in calls)
+
+
+def test_each_rank_of_a_small_problem_gets_its_own_seed_rank_0_and_large_ones_the_seed(
+    monkeypatch,
+):
+    import ebv_gen.search as S
+
+    assert S.search_seed(7, 26, 6) == 7  # one process
+    seeds = {}
+    for rank in range(4):
+        monkeypatch.setattr(S, "_rank", lambda group, r=rank: r)
+        seeds[rank] = S.search_seed(7, 26, 6, group=object())
+        assert S.search_seed(7, 1000, 512, group=object()) == 7  # sharded: one start
+        torch.Generator().manual_seed(seeds[rank])  # a valid torch seed
+    assert seeds[0] == 7 and len(set(seeds.values())) == 4
+    monkeypatch.setattr(S, "_rank", lambda group: 1)
+    assert S.search_seed(7, 26, 6, group=object()) == seeds[1]  # deterministic
+    assert S.search_seed(8, 26, 6, group=object()) != seeds[1]
