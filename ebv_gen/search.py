@@ -98,10 +98,11 @@ def search_seed(seed: int, num: int, dim: int, block: int = 1, group: Any = None
 
     ``seed`` itself in one process, on rank 0, and on every rank of a large problem (whose
     ranks share one optimiser and must start from the same packing). For a small problem
-    (:func:`is_small`) rank ``r > 0`` of a group gets an independent stream, the first word of
-    numpy's ``SeedSequence((seed, r))`` (O'Neill's seeding of independent streams), so that
-    the ranks search different starts; the result is then never worse than one process's
-    with the same seed and steps.
+    (:func:`is_small`) rank ``r > 0`` of a group gets an independent stream, a 62-bit seed
+    drawn from numpy's ``SeedSequence((seed, r))`` (its hashing of the pair into independent
+    streams), so that the ranks search different starts. Rank 0 searches what one process
+    does, so with the same seed and steps the best over the ranks is never worse than one
+    process's result.
     """
     rank = 0 if group is None else _rank(group)
     if rank == 0 or not is_small(num, dim, block):
