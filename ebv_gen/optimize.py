@@ -54,8 +54,16 @@ __all__ = [
     "threshold_descent",
 ]
 
-#: Below this many flops per step (``R (N k)^2 d``) a CPU run uses one thread.
-_SMALL_WORK = 2e7
+#: Up to this many multiply-adds per step (``R (N k)^2 d``) a CPU run uses one thread, and up
+#: to :data:`_MEDIUM_WORK` at most :data:`_MEDIUM_THREADS`. On 2 cores, two threads run the
+#: float32 exploration batches of the multi-start search 1.6x faster than one at 26 lines in
+#: R^6 (256 starts, 1e6), 1.5x at 45 in R^7, 1.2x at 62 in R^5 and 100 in R^6 (2e6-4e6), and
+#: only 1.0-1.1x from 1e4 to 5e5 (scratch timing of ``minimize_coherence``); in 10 s the search
+#: of 45 lines in R^7 then runs 4 rounds instead of 2, of 62 in R^5 7 instead of 5. More than two
+#: threads at these sizes were not measured, hence the cap.
+_SMALL_WORK = 1e6
+_MEDIUM_WORK = 2e7
+_MEDIUM_THREADS = 2
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -82,20 +90,30 @@ def default_restarts(num: int, dim: int, block: int = 1) -> int:
 
 
 def _cpu_threads_for(Z: torch.Tensor) -> contextlib.AbstractContextManager[None]:
-    """Run tiny CPU problems single-threaded: their matrix products are far too small to share,
-    and thread hand-offs (worse on a loaded machine) would cost more than the work."""
+    """Run tiny CPU problems on one thread and small ones on at most two: their matrix products
+    are too small to share further, and thread hand-offs (worse on a loaded machine) would cost
+    more than the work (see :data:`_SMALL_WORK`)."""
     R, M, d = Z.shape if Z.ndim == 3 else (1, *Z.shape)
-    return single_thread(Z.device.type == "cpu" and float(R) * M * M * d <= _SMALL_WORK)
+    work = float(R) * M * M * d
+    if Z.device.type != "cpu" or work > _MEDIUM_WORK:
+        return limit_threads(None)
+    return limit_threads(1 if work <= _SMALL_WORK else _MEDIUM_THREADS)
+
+
+def single_thread(active: bool = True) -> contextlib.AbstractContextManager[None]:
+    """torch on one CPU thread inside the block (when ``active``), restored after it."""
+    return limit_threads(1 if active else None)
 
 
 @contextlib.contextmanager
-def single_thread(active: bool = True) -> Iterator[None]:
-    """torch on one CPU thread inside the block (when ``active``), restored after it."""
-    if not active:
+def limit_threads(limit: int | None) -> Iterator[None]:
+    """torch on at most ``limit`` CPU threads inside the block (``None``: as it is), restored
+    after it."""
+    old = torch.get_num_threads()
+    if limit is None or old <= limit:
         yield
         return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(limit)
     try:
         yield
     finally:

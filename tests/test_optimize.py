@@ -246,3 +246,21 @@ def test_optimizer_state_dict_round_trip_and_old_format_refused():
         b.load_state_dict(old)
     with pytest.raises(ValueError, match="shape"):
         CoherenceAdam(Z0[:1]).load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((256, 10, 3), 1), ((256, 62, 5), 2), ((40, 400, 16), 4), ((62, 5), 1)],
+    ids=["tiny", "small", "large", "one-packing"],
+)
+def test_cpu_runs_get_one_thread_tiny_at_most_two_small_and_all_large(shape, expected):
+    from ebv_gen.optimize import _cpu_threads_for
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with _cpu_threads_for(torch.empty(shape)):
+            assert torch.get_num_threads() == expected
+        assert torch.get_num_threads() == 4  # restored
+    finally:
+        torch.set_num_threads(old)
