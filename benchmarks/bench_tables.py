@@ -20,7 +20,8 @@ Run on a quiet machine: ``python benchmarks/bench_tables.py --budget 10`` (sampl
 ``--ebv --budget 60``. Under ``torchrun`` every case is generated on the gloo group of its
 ranks (each a search of its own for a small problem, :mod:`ebv_gen.search`) and rank 0
 prints: ``torchrun --standalone --nproc-per-node 2 benchmarks/bench_tables.py --threads 1``
-spends two cores on two searches, which the multi-start search of one process cannot.
+spends two cores on two searches (one process runs one search, its batches on at most two
+threads).
 """
 
 from __future__ import annotations
