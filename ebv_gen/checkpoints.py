@@ -15,12 +15,14 @@ The multi-start search of a small problem is not shared: each rank runs its own
 (:func:`ebv_gen.search.search_seed`) and checkpoints it after each of its rounds, rank 0 to
 ``FILE.ckpt.pt`` as one process does, rank ``r > 0`` to ``FILE.ckpt.pt.search.rank<r>-of-<P>``
 (:func:`search_path`; atomic). The ranks' rounds are not in step, so neither are their files;
-each resumes from its own last one, and a rank whose file is missing (or that did not exist
-when the checkpoint was written) starts its search again from its seed.
+each resumes from its own last one (with or without rank 0's), and a rank whose file is
+missing (or that did not exist when the checkpoint was written) starts its search again from
+its seed. The end of an uninterrupted run removes the own searches' files of any world size.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -130,7 +132,11 @@ def resume_checkpoint(
     keys: Sequence[str],
     group: Any = None,
 ) -> dict[str, Any] | None:
-    """The state to resume from at ``path`` (this rank's shard across a group), or ``None``.
+    """The state to resume from at ``path`` (this rank's shard or own search across a group),
+    or ``None``.
+
+    Across a group the ranks agree: when any rank cannot resume, every rank raises (naming
+    that rank), instead of one rank failing while the others wait for it in a collective.
 
     Raises
     ------
@@ -140,24 +146,47 @@ def resume_checkpoint(
     grassmann.npyio.UnusableFileError
         A file that is not a readable checkpoint, or a manifest whose shard is missing.
     """
-    p = Path(path)
-    if not p.exists():
-        return None
     rank, world = _rank_world(group)
+    if world == 1:
+        return _resume_rank(Path(path), meta, keys, 0, 1)
+    import torch.distributed as dist
+
+    state: dict[str, Any] | None = None
+    error: ValueError | None = None
+    try:
+        state = _resume_rank(Path(path), meta, keys, rank, world)
+    except ValueError as exc:  # UnusableFileError included
+        error = exc
+    everyone: list[Any] = [None] * world
+    dist.all_gather_object(everyone, None if error is None else str(error), group=group)
+    if error is not None:
+        raise error
+    failed = [r for r, msg in enumerate(everyone) if msg is not None]
+    if failed:
+        raise ValueError(f"rank {failed[0]} cannot resume: {everyone[failed[0]]}")
+    return state
+
+
+def _resume_rank(
+    p: Path, meta: dict[str, Any], keys: Sequence[str], rank: int, world: int
+) -> dict[str, Any] | None:
+    """What rank ``rank`` of ``world`` resumes from (see :func:`resume_checkpoint`)."""
+    own = search_path(p, rank, world) if rank > 0 else None
+    if not p.exists():
+        # rank 0 has not checkpointed yet; a rank's own search may have
+        return None if own is None else _single_resume(own, meta, keys)
     manifest = load_checkpoint(p).get("manifest")
     if manifest is None:
         state = _single_resume(p, meta, keys)
         if world > 1 and state is not None and state.get("kind") != "multistart":
             raise ValueError(
-                f"cannot resume from {str(path)!r}: it was written by one process, this run "
+                f"cannot resume from {str(p)!r}: it was written by one process, this run "
                 f"has {world} ranks (resume with the world size that wrote it)"
             )
-        if rank > 0 and state is not None:  # rank 0's search; this rank has its own
-            return _single_resume(search_path(p, rank, world), meta, keys)
-        return state
+        return state if own is None else _single_resume(own, meta, keys)
     if manifest["world"] != world:
         raise ValueError(
-            f"cannot resume from {str(path)!r}: it was written by {manifest['world']} ranks, "
+            f"cannot resume from {str(p)!r}: it was written by {manifest['world']} ranks, "
             f"this run has {world} (resume with the same world size)"
         )
     # each shard carries the run's meta: the same checks as a single file
@@ -171,6 +200,9 @@ def remove_checkpoint(path: str | os.PathLike, group: Any = None) -> None:
     _barrier(group)
     if rank > 0:
         search_path(p, rank, world).unlink(missing_ok=True)
+    if rank == 0:  # the own searches' files of runs of any world size
+        for stale in p.parent.glob(f"{glob.escape(p.name)}.search.rank*-of-*"):
+            stale.unlink(missing_ok=True)
     if p.exists() and world > 1:
         saved = load_checkpoint(p)
         manifest = saved.get("manifest")

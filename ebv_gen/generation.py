@@ -155,7 +155,9 @@ def generate(
         own on every rank and returns the best (:func:`ebv_gen.search.search_seed`). Every
         rank must call with the same arguments and gets the same result; only rank 0 should
         save it. ``extra["world_size"]`` and ``extra["backend"]`` record the group. Under a
-        group a stop request is honoured at the next step.
+        group a stop request is honoured at the next step; in the search of a small problem
+        each rank honours its own (``torchrun`` passes a signal to every rank) and then waits
+        for the others.
 
     Returns
     -------

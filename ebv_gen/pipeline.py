@@ -113,8 +113,18 @@ def run_search(
         fin["start"] = fig(fin.pop("start_similarity"))
         fin["end"] = fig(fin.pop("similarity"))
     extra.update(restarts=restarts, search_dtype=str(dtype).replace("torch.", ""))
-    if state is not None:
-        extra["resumed_from_step"] = int(state.get("step", state.get("steps", 0)))
+    resumed = None if state is None else int(state.get("step", state.get("steps", 0)))
+    if group is not None and "ranks" in extra.get("search", {}):
+        # each rank resumed its own search (or none): the same report on every rank
+        import torch.distributed as dist
+
+        everyone: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(everyone, resumed, group=group)
+        if any(r is not None for r in everyone):
+            extra["search"]["resumed_from_steps"] = everyone
+        resumed = everyone[0]
+    if resumed is not None:
+        extra["resumed_from_step"] = resumed
     if ckpt is not None and not found.interrupted:
         remove_checkpoint(ckpt, group=group)
     history = [(s, sec, fig(b)) for s, sec, b in found.history]

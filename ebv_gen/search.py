@@ -98,7 +98,7 @@ def search_seed(seed: int, num: int, dim: int, block: int = 1, group: Any = None
 
     ``seed`` itself in one process, on rank 0, and on every rank of a large problem (whose
     ranks share one optimiser and must start from the same packing). For a small problem
-    (:func:`is_small`) rank ``r > 0`` of a group gets an independent stream, a 62-bit seed
+    (:func:`is_small`) rank ``r > 0`` of a group gets an independent stream, a 63-bit seed
     drawn from numpy's ``SeedSequence((seed, r))`` (its hashing of the pair into independent
     streams), so that the ranks search different starts. Rank 0 searches what one process
     does, so with the same seed and steps the best over the ranks is never worse than one

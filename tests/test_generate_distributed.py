@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from ebv_gen import generate
+from ebv_gen.io import save_checkpoint
 from grassmann import coherence
 from tests._spawn import init_gloo, spawn
 
@@ -43,6 +44,9 @@ def _generate_worker(rank, world, port, out, kwargs, die_at):
     except ValueError as err:
         with open(os.path.join(out, f"rank{rank}.err"), "w") as fh:
             fh.write(str(err))
+        # every rank refuses together; leave together, or a rank still tearing down its
+        # connections when its peer has gone may abort in gloo
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -196,11 +200,26 @@ def test_a_rank_of_a_small_problem_killed_resumes_its_own_search(tmp_path):
     assert ckpt.exists() and own.exists()
     assert torch.load(own, weights_only=False)["state"]["rounds"] == 1
     assert torch.load(ckpt, weights_only=False)["state"]["rounds"] == 3
+    stale = dict(torch.load(own, weights_only=False))
+    other = tmp_path / "run.ckpt.pt.search.rank2-of-3"  # left by a run on 3 ranks
+    other.write_bytes(own.read_bytes())
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     codes = spawn(_generate_worker, 2, str(resumed), {**small, **opts, "resume": True}, None)
     assert codes == [0, 0]
     assert np.array_equal(np.load(resumed / "rank0.npy"), np.load(whole / "rank0.npy"))
-    report = json.loads((resumed / "rank0.json").read_text())
-    assert report["extra"]["resumed_from_step"] == 3 * 1600  # rank 0's, whole
-    assert not ckpt.exists() and not own.exists()
+    reports = [json.loads((resumed / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0] == reports[1]  # the same report on every rank
+    assert reports[0]["extra"]["resumed_from_step"] == 3 * 1600  # rank 0's, whole
+    assert reports[0]["extra"]["search"]["resumed_from_steps"] == [3 * 1600, 1600]
+    assert not ckpt.exists() and not own.exists() and not other.exists()
+
+    # a rank's file left by another run (seed 99) and no file of rank 0: every rank refuses
+    # (none waits for the failed one in a collective)
+    save_checkpoint(own, {**stale, "meta": {**stale["meta"], "seed": 99}})
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    codes = spawn(_generate_worker, 2, str(refused), {**small, **opts, "resume": True}, None)
+    assert codes == [0, 0]
+    assert "seed=99" in (refused / "rank1.err").read_text()
+    assert "rank 1 cannot resume" in (refused / "rank0.err").read_text()
