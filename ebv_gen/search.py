@@ -247,7 +247,7 @@ def search(
             if history and history[-1][0] == res.steps:
                 history.pop()
             history.append((res.steps, round(seconds, 4), fin.similarity))
-    return SearchOutcome(_from_rank0(Z, group), res.steps, seconds, history, res.interrupted, extra)
+    return SearchOutcome(_from_rank(Z, group), res.steps, seconds, history, res.interrupted, extra)
 
 
 def _rank(group: Any) -> int:
@@ -271,11 +271,9 @@ def _best_over_ranks(res: SearchResult, group: Any) -> tuple[SearchResult, int, 
     dist.all_gather(everyone, mine, group=group)
     table = torch.stack(everyone).cpu()
     best = min(range(world), key=lambda r: (float(table[r, 0]), r))
-    src = dist.get_global_rank(group, best) if group is not dist.group.WORLD else best
-    Z = res.Z.detach().to(torch.float64).contiguous().clone()
-    dist.broadcast(Z, src=src, group=group)
+    Z = _from_rank(res.Z, group, best)
     told: list[Any] = [res.history, res.origin]
-    dist.broadcast_object_list(told, src=src, group=group)
+    dist.broadcast_object_list(told, src=_global_rank(group, best), group=group)
     rounds, starts, finishes = (int(v) for v in table[:, 3:6].sum(dim=0).tolist())
     merged = SearchResult(
         Z,
@@ -292,12 +290,20 @@ def _best_over_ranks(res: SearchResult, group: Any) -> tuple[SearchResult, int, 
     return merged, world, best
 
 
-def _from_rank0(Z: torch.Tensor, group: Any) -> torch.Tensor:
-    """Rank 0's packing on every rank of ``group`` (``Z`` itself without a group)."""
+def _global_rank(group: Any, rank: int) -> int:
+    """The global rank of ``rank`` of ``group`` (what the collectives' ``src`` takes)."""
+    import torch.distributed as dist
+
+    return rank if group is dist.group.WORLD else dist.get_global_rank(group, rank)
+
+
+def _from_rank(Z: torch.Tensor, group: Any, rank: int = 0) -> torch.Tensor:
+    """Rank ``rank``'s packing (float64) on every rank of ``group`` (``Z`` itself without a
+    group)."""
     if group is None:
         return Z
     import torch.distributed as dist
 
     out = Z.detach().to(torch.float64).contiguous().clone()
-    dist.broadcast(out, src=0, group=group)
+    dist.broadcast(out, src=_global_rank(group, rank), group=group)
     return out
