@@ -100,11 +100,6 @@ def _cpu_threads_for(Z: torch.Tensor) -> contextlib.AbstractContextManager[None]
     return limit_threads(1 if work <= _SMALL_WORK else _MEDIUM_THREADS)
 
 
-def single_thread(active: bool = True) -> contextlib.AbstractContextManager[None]:
-    """torch on one CPU thread inside the block (when ``active``), restored after it."""
-    return limit_threads(1 if active else None)
-
-
 @contextlib.contextmanager
 def limit_threads(limit: int | None) -> Iterator[None]:
     """torch on at most ``limit`` CPU threads inside the block (``None``: as it is), restored
