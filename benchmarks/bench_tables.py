@@ -119,6 +119,13 @@ def summary(results: list[dict], name: str) -> None:
           f"({100 * matched / len(results):.1f}%), beat the reference: {len(beat)}")  # fmt: skip
     print(f"  excess: median {statistics.median(ex):+.2e}, 90th percentile {q[-1]:+.2e}, "
           f"worst {ex[-1]:+.2e}; above 1e-3: {sum(e > 1e-3 for e in ex)}")  # fmt: skip
+    dims = sorted({r["d"] for r in results})
+    if len(dims) > 1:
+        for d in dims:
+            col = [r for r in results if r["d"] == d]
+            print(f"  d = {d}: matched {sum(r['ok'] for r in col)} of {len(col)}, beat "
+                  f"{sum(r['excess'] < -1e-9 for r in col)}, above 1e-3 "
+                  f"{sum(r['excess'] > 1e-3 for r in col)}")  # fmt: skip
     for n, d, e in beat:
         print(f"  beat: N={n} d={d} by {-e:.2e}")
     print(f"  time: {sum(r['seconds'] for r in results):.0f} s in all, "

@@ -292,3 +292,22 @@ def test_bench_tables_runs_chosen_entries_and_refuses_unknown_ones(bench_tables,
     assert "--only: not in the table: [(5, 2)]" in capsys.readouterr().err
     assert bench["main"](["--only", "five"]) == 2
     assert "--only takes entries NxD" in capsys.readouterr().err
+
+
+def test_bench_tables_summary_breaks_the_table_down_by_dimension(bench_tables, capsys):
+    # synthetic results: the summary's arithmetic, without running the generator
+    rows = [
+        {"N": 5, "d": 3, "excess": 0.0, "ok": True, "seconds": 1.0},
+        {"N": 6, "d": 3, "excess": -2e-6, "ok": True, "seconds": 1.0},
+        {"N": 7, "d": 4, "excess": 2e-3, "ok": False, "seconds": 2.0},
+    ]
+    bench_tables["summary"](rows, "T")
+    out = capsys.readouterr().out
+    assert "T: 3 cases, matched to 1e-06: 2 (66.7%), beat the reference: 1" in out
+    assert "above 1e-3: 1" in out
+    assert "  d = 3: matched 2 of 2, beat 1, above 1e-3 0" in out
+    assert "  d = 4: matched 0 of 1, beat 0, above 1e-3 1" in out
+    assert "  beat: N=6 d=3 by 2.00e-06" in out
+    # one dimension: no breakdown
+    bench_tables["summary"](rows[:2], "T")
+    assert "d = 3:" not in capsys.readouterr().out
