@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import grassmann
+from ebv_gen.multistart import SUPERSET_EXTRA, SUPERSET_MAX_POINTS, drop_points
 from ebv_gen.search import (
     MAX_ROUND_SIZE,
     MIN_ROUND_SIZE,
@@ -150,3 +151,63 @@ def test_each_rank_of_a_small_problem_gets_its_own_seed_rank_0_and_large_ones_th
     monkeypatch.setattr(S, "_rank", lambda group: 1)
     assert S.search_seed(7, 26, 6, group=object()) == seeds[1]  # deterministic
     assert S.search_seed(8, 26, 6, group=object()) != seeds[1]
+
+
+def _max_sim(Z: torch.Tensor, mode: str = "lines") -> torch.Tensor:
+    G = Z @ Z.transpose(-1, -2)
+    S = G * G if mode == "lines" else G
+    eye = torch.eye(Z.shape[-2], dtype=torch.bool)
+    return S.masked_fill(eye, -math.inf).amax(dim=(-1, -2))
+
+
+@pytest.mark.parametrize("mode", ["lines", "sphere"])
+def test_drop_points_keeps_a_subset_of_rows_in_order_and_never_raises_the_maximum(mode):
+    g = torch.Generator().manual_seed(3)
+    Z = torch.randn(5, 12, 4, generator=g, dtype=torch.float64)
+    Z = Z / Z.norm(dim=-1, keepdim=True)
+    out = drop_points(Z, 3, mode)
+    assert out.shape == (5, 9, 4)
+    for r in range(5):
+        # each kept row is one of the input's, in the input's order
+        idx = [int((Z[r] - row).abs().sum(dim=1).argmin()) for row in out[r]]
+        assert idx == sorted(set(idx))
+        assert torch.equal(out[r], Z[r, idx])
+    assert (_max_sim(out, mode) <= _max_sim(Z, mode)).all()
+    assert torch.equal(drop_points(Z, 0, mode), Z)
+
+
+def test_drop_points_drops_the_point_of_the_closest_pair():
+    # 6 lines of the icosahedron (coherence 1/sqrt 5) and a seventh close to the first: the
+    # seventh or the first goes, and what is left is the icosahedron's coherence again
+    phi = (1 + math.sqrt(5)) / 2
+    ico = torch.tensor(
+        [[0, 1, phi], [0, 1, -phi], [1, phi, 0], [1, -phi, 0], [phi, 0, 1], [phi, 0, -1]],
+        dtype=torch.float64,
+    )
+    near = ico[0] + torch.tensor([0.05, 0.0, 0.0], dtype=torch.float64)
+    Z = torch.cat([ico, near[None]])
+    Z = (Z / Z.norm(dim=1, keepdim=True))[None]
+    out = drop_points(Z, 1)
+    assert math.sqrt(float(_max_sim(out)[0])) == pytest.approx(1 / math.sqrt(5), abs=1e-12)
+
+
+def test_drop_points_refuses_a_count_out_of_range():
+    Z = torch.eye(3, dtype=torch.float64)[None]
+    with pytest.raises(ValueError, match=r"count must be in \[0, 3\) for packings of N = 3, got 3"):
+        drop_points(Z, 3)
+
+
+def test_the_subset_round_finds_33_lines_in_r7_from_the_36_line_frame():
+    # Sloane's table: 3/7 for 33..36 lines in R^7 (a two-distance tight frame of 36 lines);
+    # random starts of 33 end ~1e-2 above it, subsets of 36-line packings land on it
+    assert SUPERSET_EXTRA == 3 and SUPERSET_MAX_POINTS >= 33
+    res = multistart(
+        33,
+        7,
+        generator=torch.Generator().manual_seed(0),
+        steps=2 * (round_steps(33) + REFINE_STEPS),
+        restarts=8,
+    )
+    assert res.origin == "subset of 36"
+    assert math.sqrt(res.history[0][2]) > 3 / 7 + 1e-3  # the first round of random starts
+    assert math.sqrt(res.similarity) == pytest.approx(3 / 7, abs=1e-9)
