@@ -137,8 +137,8 @@ SUPERSET_EXTRA = 3
 
 #: Only packings of at most this many points get that round. Larger ones run only a few
 #: rounds in a time budget (2-3 for 100 lines in R^5..R^7 in 10 s), which the rounds of random
-#: and perturbed starts use better (Sloane's sample, 10 s per entry: 100 lines in R^7 ended
-#: 7e-4 above the table with the round and below it without).
+#: and perturbed starts may use better (in one run of Sloane's sample at 10 s per entry with
+#: the round for every size, 100 lines in R^7 ended 7e-4 above the table, below it without).
 SUPERSET_MAX_POINTS = 50
 
 #: Sharpness of the soft maximum that picks the point to drop (relative to the distance of the
