@@ -180,8 +180,8 @@ class SearchResult:
     rounds, starts, finishes
         Rounds run, starts optimised, finishes run.
     origin
-        Where the best packing came from: ``"random"``, ``"perturbed"`` or the name of the
-        structured start.
+        Where the best packing came from: ``"random"``, ``"perturbed"``, ``"subset of M"``
+        (the round of subsets of ``M``-point packings) or the name of the structured start.
     """
 
     Z: torch.Tensor
