@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .finish import minimax_finish
-from .kernels import DEFAULT_TILE, max_similarity
+from .kernels import DEFAULT_TILE, _similarities, max_similarity
 from .optimize import minimize_coherence
 from .product import random_start, retract
 
@@ -227,12 +227,9 @@ def drop_points(Z: torch.Tensor, count: int, mode: str = "lines") -> torch.Tenso
     rows = torch.arange(R, device=Z.device)
     for _ in range(count):
         n = Z.shape[1]
-        G = Z @ Z.transpose(1, 2)
-        S = G * G if mode == "lines" else G
-        S = S.masked_fill(torch.eye(n, dtype=torch.bool, device=Z.device), -math.inf)
-        flat = S.reshape(R, -1).argmax(dim=1)
+        S = _similarities(Z @ Z.transpose(1, 2), 1, mode, diagonal=True)
+        smax, flat = S.reshape(R, -1).max(dim=1)
         ends = torch.stack([flat // n, flat % n], dim=1)  # (R, 2): the largest pair
-        smax = S.reshape(R, -1).amax(dim=1)
         scale = torch.clamp(torch.minimum(smax - lo, hi - smax), min=1e-9)
         w = torch.exp((_DROP_BETA / scale)[:, None, None] * (S - smax[:, None, None])).sum(2)
         left = []  # the maximum without each end
