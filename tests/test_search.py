@@ -135,6 +135,32 @@ def test_the_tail_of_a_time_budget_finishes_the_best_packing_first(monkeypatch):
     assert all(c[0] == 1 for c in calls)
 
 
+def test_restarts_too_far_behind_for_a_finish_to_win_are_not_finished(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    calls = []
+    real = ms.minimax_finish
+
+    def recording(Z, **kw):
+        out = real(Z, **kw)
+        calls.append((out.start_similarity, out.similarity))
+        return out
+
+    monkeypatch.setattr(ms, "minimax_finish", recording)
+    res = multistart(
+        40, 6, generator=torch.Generator().manual_seed(0), steps=2 * (1000 + REFINE_STEPS),
+        restarts=32,
+    )  # fmt: skip
+    assert 1 <= res.finishes == len(calls) < 2 * ms.FINISH_PER_ROUND
+    # every finish started within reach of the best so far, the reach being the largest
+    # decrease of the finishes before it
+    best, reach = math.inf, 0.0
+    for start, end in calls:
+        assert not reach or start <= best + ms._FINISH_REACH * reach + 1e-12
+        best, reach = min(best, end), max(reach, start - end)
+    assert res.similarity <= best
+
+
 def test_each_rank_of_a_small_problem_gets_its_own_seed_rank_0_and_large_ones_the_seed(
     monkeypatch,
 ):
@@ -211,3 +237,50 @@ def test_the_subset_round_finds_33_lines_in_r7_from_the_36_line_frame():
     assert res.origin == "subset of 36"
     assert math.sqrt(res.history[0][2]) > 3 / 7 + 1e-3  # the first round of random starts
     assert math.sqrt(res.similarity) == pytest.approx(3 / 7, abs=1e-9)
+
+
+def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_starts(
+    monkeypatch,
+):
+    # a clock that only the optimiser and the finish advance: 1e-4 s per start and step
+    import types
+
+    import ebv_gen.multistart as ms
+    from ebv_gen.finish import FinishResult
+    from ebv_gen.kernels import max_similarity
+
+    clock = [0.0]
+    explored = []
+    monkeypatch.setattr(ms, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def optimiser(Z, *, steps, time_budget=None, beta=None, **kw):
+        R = Z.shape[0]
+        done = steps if time_budget is None else min(steps, int(time_budget / (R * 1e-4)))
+        clock[0] += done * R * 1e-4
+        if beta is None:  # an exploration (the refine is the sharper run)
+            explored.append((R, done))
+        Z = Z.double()
+        return types.SimpleNamespace(
+            restart_Z=Z, restart_similarity=max_similarity(Z).tolist(), steps=done,
+            interrupted=False,
+        )  # fmt: skip
+
+    def finish(Z, *, time_budget=None, **kw):
+        clock[0] += 0.05 if time_budget is None else min(0.05, time_budget)
+        s = float(max_similarity(Z.unsqueeze(0))[0])
+        return FinishResult(Z.double(), s, s, 1, 1, 0.05, "converged")
+
+    monkeypatch.setattr(ms, "minimize_coherence", optimiser)
+    monkeypatch.setattr(ms, "minimax_finish", finish)
+    res = run(time_budget=3.0)
+    per_round = round_steps(14)
+    # before, the explorations shrank to a third of what was left (a compressed schedule)
+    assert all(done == per_round for _, done in explored), explored
+    assert explored[-1][0] < 16 and res.rounds == 3
+    assert clock[0] <= 3.0
+    # a round that no longer fits at all is not started
+    explored.clear()
+    clock[0] = 0.0
+    res = run(time_budget=2.0)
+    assert all(done == per_round for _, done in explored), explored
+    assert res.rounds == 2 and clock[0] <= 2.0
