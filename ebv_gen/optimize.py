@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -89,15 +90,65 @@ def default_restarts(num: int, dim: int, block: int = 1) -> int:
 # ----------------------------------------------------------------------------- optimiser
 
 
+def _step_work(Z: torch.Tensor) -> float:
+    """Multiply-adds of one step, ``R (N k)^2 d``, for ``(R, N k, d)`` or ``(N k, d)``."""
+    R, M, d = Z.shape if Z.ndim == 3 else (1, *Z.shape)
+    return float(R) * M * M * d
+
+
 def _cpu_threads_for(Z: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """Run tiny CPU problems on one thread and small ones on at most two: their matrix products
     are too small to share further, and thread hand-offs (worse on a loaded machine) would cost
     more than the work (see :data:`_SMALL_WORK`)."""
-    R, M, d = Z.shape if Z.ndim == 3 else (1, *Z.shape)
-    work = float(R) * M * M * d
+    work = _step_work(Z)
     if Z.device.type != "cpu" or work > _MEDIUM_WORK:
         return limit_threads(None)
     return limit_threads(1 if work <= _SMALL_WORK else _MEDIUM_THREADS)
+
+
+#: A run on the clock (``time_budget``) with two CPU threads (the :data:`_MEDIUM_WORK` regime)
+#: times this many steps on each of two threads and one, and goes on with the faster,
+#: again every :data:`_PROBE_EVERY` seconds. On a quiet machine two threads are faster (1.5x
+#: at 60 lines in R^6, 185 starts); with a second process busy on one of the two cores they
+#: are 7-8x slower than one thread (18-22 against 2.5 ms a step: the thread hand-offs wait
+#: for the descheduled thread), so that a search in 10 s ran 60 steps of its first round
+#: instead of 1145 and ended 1.9e-2 above Sloane's table instead of at it. Runs on a step
+#: budget keep their thread count: their result depends on the seed alone.
+_PROBE_STEPS = 4
+_PROBE_EVERY = 2.0
+
+
+class _ThreadProbe:
+    """Chooses, by timing steps, between two threads and one for a run on the clock."""
+
+    def __init__(self, threads: int):
+        self.options = (threads, 1)
+        self.chosen = threads
+        self.queue: list[int] = []
+        self.times: dict[int, list[float]] = {}
+        self.next_probe = 0.0
+        self.current = threads
+        self.t0 = 0.0
+
+    def before(self, now: float) -> None:
+        """Set the threads for the next step (``now``: seconds into the run)."""
+        if not self.queue and not self.times and now >= self.next_probe:
+            self.queue = [t for t in self.options for _ in range(_PROBE_STEPS)]
+            self.times = {t: [] for t in self.options}
+        self.current = self.queue.pop(0) if self.queue else self.chosen
+        if torch.get_num_threads() != self.current:
+            torch.set_num_threads(self.current)
+        self.t0 = time.perf_counter()
+
+    def after(self, now: float) -> None:
+        """Record the step's time while probing; choose once both are timed."""
+        if not self.times:
+            return
+        self.times[self.current].append(time.perf_counter() - self.t0)
+        if not self.queue:
+            self.chosen = min(self.options, key=lambda t: statistics.median(self.times[t]))
+            self.times = {}
+            self.next_probe = now + _PROBE_EVERY
 
 
 @contextlib.contextmanager
@@ -276,6 +327,16 @@ def _loop(
     last_ckpt = time.perf_counter()
     poll = should_stop if not opt.shard.distributed else None
     interrupted = False
+    threads = torch.get_num_threads()
+    probe = None
+    if (
+        time_budget is not None
+        and opt.device.type == "cpu"
+        and not opt.shard.distributed
+        and threads == _MEDIUM_THREADS
+        and _SMALL_WORK < _step_work(opt.state["Z"]) <= _MEDIUM_WORK
+    ):
+        probe = _ThreadProbe(threads)
     try:
         now, stop, _ = requests(last_ckpt)
         while True:
@@ -290,7 +351,11 @@ def _loop(
                 break
             by_clock = 0.0 if time_budget is None else now / max(time_budget, 1e-9)
             by_steps = 0.0 if steps is None else st["step"] / max(steps, 1)
+            if probe is not None:
+                probe.before(now)
             current = opt.step(max(by_steps, by_clock), poll)
+            if probe is not None:
+                probe.after(now)
             st = opt.state
             if st["step"] % every == 0 or st["step"] == 1:
                 st["history"].append((st["step"], round(elapsed(), 4), min(st["best"])))
@@ -303,6 +368,9 @@ def _loop(
                 last_ckpt = time.perf_counter()
     except (KeyboardInterrupt, Stopped):
         interrupted = True
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
     st = opt.state
     st["elapsed"] = elapsed()
     if interrupted and checkpoint is not None:

@@ -264,3 +264,61 @@ def test_cpu_runs_get_one_thread_tiny_at_most_two_small_and_all_large(shape, exp
         assert torch.get_num_threads() == 4  # restored
     finally:
         torch.set_num_threads(old)
+
+
+def test_the_thread_probe_goes_on_with_the_faster_and_probes_again_later(monkeypatch):
+    import types
+
+    import ebv_gen.optimize as op
+
+    clock = [0.0]
+    monkeypatch.setattr(op, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    cost = {2: 0.02, 1: 0.0025}  # a loaded machine: two threads wait for each other
+
+    def steps(count):
+        used = []
+        for _ in range(count):
+            probe.before(clock[0])
+            used.append(torch.get_num_threads())
+            clock[0] += cost[torch.get_num_threads()]
+            probe.after(clock[0])
+        return used
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        probe = op._ThreadProbe(2)
+        first = steps(2 * op._PROBE_STEPS + 10)
+        assert first[: 2 * op._PROBE_STEPS] == [2] * op._PROBE_STEPS + [1] * op._PROBE_STEPS
+        assert probe.chosen == 1 and set(first[2 * op._PROBE_STEPS :]) == {1}
+        cost.update({2: 0.001})  # the load is gone: the next probe, after _PROBE_EVERY s
+        later = steps(int(op._PROBE_EVERY / cost[1]) + 2 * op._PROBE_STEPS + 10)
+        assert probe.chosen == 2 and later[-1] == 2
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("budget", ["time", "steps"])
+def test_a_run_on_the_clock_probes_threads_and_restores_their_number(budget, monkeypatch):
+    import ebv_gen.optimize as op
+
+    made = []
+    real = op._ThreadProbe
+
+    def recording(threads):
+        made.append(threads)
+        return real(threads)
+
+    monkeypatch.setattr(op, "_ThreadProbe", recording)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Z0 = random_start(128, 40, 6, generator=torch.Generator().manual_seed(0))  # 1.2e6 a step
+        kw = {"time_budget": 60.0} if budget == "time" else {}
+        res = minimize_coherence(Z0, steps=3 * op._PROBE_STEPS, **kw)
+        assert res.steps == 3 * op._PROBE_STEPS
+        assert torch.get_num_threads() == 2
+        # a run on a step budget keeps its threads: its result depends on the seed alone
+        assert made == ([2] if budget == "time" else [])
+    finally:
+        torch.set_num_threads(old)
