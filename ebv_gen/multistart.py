@@ -389,7 +389,7 @@ def multistart(
     explore_rate: float | None = None
     # seconds the last round took after its exploration (its refine and finishes)
     post_seconds = 0.0
-    # seconds the last refine would take for all its steps
+    # seconds the last refine would take for all its steps (none before the first)
     refine_seconds = 0.0
     while True:
         left = None if steps is None else steps - total_steps
@@ -426,14 +426,14 @@ def multistart(
             continue
         size, explore_budget = R, _share(remaining(), _EXPLORE_SHARE)
         last = False  # the last round: its refine and finishes may take all that is left
-        planned = explore_rate is not None and explore_budget is not None
-        if planned:
+        if explore_rate is not None and explore_budget is not None:
             whole = per_round / explore_rate  # seconds of a whole exploration of R starts
-            if remaining() >= whole + post_seconds:  # a whole one fits (timing noise aside)
-                explore_budget = max(explore_budget, min(1.25 * whole, remaining() - post_seconds))
+            room = remaining() - post_seconds  # what is left for the exploration
+            if room >= whole:  # a whole one fits (timing noise aside)
+                explore_budget = max(explore_budget, min(1.25 * whole, room))
             else:
                 last = True
-                explore_budget = remaining() - post_seconds
+                explore_budget = room
                 if explore_budget < _LAST_ROUND_MIN * whole:
                     break
                 size = max(MIN_ROUND_SIZE, min(R, int(R * explore_budget / whole)))
@@ -507,7 +507,7 @@ def multistart(
                 block=block,
                 mode=mode,
                 steps=refine,
-                time_budget=_refine_budget(remaining(), last, refine_seconds if planned else 0.0),
+                time_budget=_refine_budget(remaining(), last, refine_seconds),
                 beta=REFINE_BETA,
                 lr=REFINE_LR,
                 tile=tile,
