@@ -162,7 +162,9 @@ def test_near_max_pairs_lists_exactly_the_pairs_within_the_margin():
     assert smax == float(s.max())
     want = {(int(a), int(b)) for a, b, v in zip(iu[0], iu[1], s, strict=True) if v >= smax - 0.05}
     assert {(int(a), int(b)) for a, b in zip(i, j, strict=True)} == want
-    assert torch.equal(vals, S[i, j])
+    # the tiles' products round differently from the whole one's by the thread count (one
+    # thread: in the last bit), so the values agree to rounding, not bit for bit
+    torch.testing.assert_close(vals, S[i, j], rtol=0, atol=1e-15)
     top = near_max_pairs(Z, 1.0, tile=7, limit=5)
     assert top[3].numel() == 5 and float(top[3].min()) >= float(torch.topk(s, 5).values.min())
 
