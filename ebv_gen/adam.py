@@ -39,6 +39,34 @@ STATE_FORMAT = "ebv_gen.CoherenceAdam/2"
 _WINDOW = {torch.float32: (-20.0, 40.0), torch.float64: (-20.0, 600.0)}
 
 
+def _check_beta(beta: Any, restarts: int) -> tuple[float | torch.Tensor, float]:
+    """``beta`` as ``(start, end)``: ``end`` a positive number, ``start`` one or (a float64
+    tensor of) ``restarts`` positive numbers, one per packing."""
+    if not isinstance(beta, (tuple, list)) or len(beta) != 2:
+        raise TypeError(f"beta must be a pair (start, end), got {beta!r}")
+    start, end = beta
+    if isinstance(end, bool) or not isinstance(end, (int, float)) or not 0 < end < math.inf:
+        raise ValueError(f"beta's end must be a positive finite number, got {end!r}")
+    if isinstance(start, (int, float)) and not isinstance(start, bool):
+        if not 0 < start < math.inf:
+            raise ValueError(f"beta's start must be a positive finite number, got {start!r}")
+        return float(start), float(end)
+    try:
+        first = torch.as_tensor(start, dtype=torch.float64, device="cpu").clone()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"beta's start must be a number or one number per packing, got {start!r}"
+        ) from None
+    if first.shape != (restarts,):
+        raise ValueError(
+            f"beta's start must be a number or {restarts} numbers (one per packing), got "
+            f"shape {tuple(first.shape)}"
+        )
+    if not bool(torch.all((first > 0) & torch.isfinite(first))):
+        raise ValueError(f"beta's start must be positive and finite, got {first.tolist()}")
+    return first, float(end)
+
+
 class CoherenceAdam:
     """Riemannian Adam on the log-sum-exp surrogate of ``R`` packings' largest similarity.
 
@@ -58,7 +86,10 @@ class CoherenceAdam:
         ``(start, end)`` sharpness, geometric in ``p``. The temperature is ``t = beta / scale``
         where ``scale`` is the distance of the current maximum to the nearer end of the
         similarity range (``[0, k]`` for lines, ``[-1, 1]`` for sphere), so ``beta`` is
-        scale-free.
+        scale-free. ``start`` may be one positive number per packing (a sequence or tensor of
+        ``R``): the packings then anneal from different sharpnesses to the same end, which
+        is how :func:`ebv_gen.multistart.multistart` spreads its starts over the schedules
+        that suit different problems.
     betas
         Adam's moment decay rates.
     tile
@@ -101,7 +132,7 @@ class CoherenceAdam:
         if M % self.block:
             raise ValueError(f"Z0 has {M} rows, not a multiple of block={block}")
         self.num = M // self.block
-        self.lr, self.beta, self.betas = lr, beta, betas
+        self.lr, self.beta, self.betas = lr, _check_beta(beta, R), betas
         self.shard = shard if shard is not None else Shard.create(self.num, self.block, tile)
         self.dtype, self.device = Z0.dtype, Z0.device
         self.lo, self.hi = (0.0, float(self.block)) if self.mode == "lines" else (-1.0, 1.0)
@@ -166,7 +197,10 @@ class CoherenceAdam:
         st = self.state
         Z, shift = st["Z"], st["shift"]
         p = min(1.0, max(0.0, progress))
-        beta_now = self.beta[0] * (self.beta[1] / self.beta[0]) ** p
+        b0, b1 = self.beta
+        if isinstance(b0, torch.Tensor):
+            b0 = b0.to(device=self.device, dtype=self.dtype)
+        beta_now = b0 * (b1 / b0) ** p
         lr_now = self.lr[0] * (self.lr[1] / self.lr[0]) ** p
         scale = torch.clamp(torch.minimum(shift - self.lo, self.hi - shift), min=1e-9)
         t = beta_now / scale

@@ -163,6 +163,36 @@ def test_extreme_sharpness_stays_finite():
     assert torch.isfinite(res.Z).all()
 
 
+def test_a_starting_sharpness_per_packing_runs_each_as_if_alone():
+    g = torch.Generator().manual_seed(9)
+    Z0 = random_start(3, 12, 4, dtype=torch.float64, generator=g)
+    starts = [0.05, 0.5, 50.0]
+    both = minimize_coherence(Z0, steps=60, beta=(torch.tensor(starts), 2e3))
+    for r, b0 in enumerate(starts):
+        alone = minimize_coherence(Z0[r : r + 1], steps=60, beta=(b0, 2e3))
+        torch.testing.assert_close(both.restart_Z[r], alone.restart_Z[0])
+        assert math.isclose(both.restart_similarity[r], alone.restart_similarity[0], rel_tol=1e-7)
+    # the schedules differ: the three packings do not end alike
+    assert len({round(v, 9) for v in both.restart_similarity}) == 3
+
+
+@pytest.mark.parametrize(
+    ("beta", "err", "match"),
+    [
+        ((torch.tensor([1.0, 2.0]), 2e3), ValueError, r"3 numbers \(one per packing\).*\(2,\)"),
+        (([1.0, -2.0, 3.0], 2e3), ValueError, "positive and finite"),
+        ((0.0, 2e3), ValueError, "start must be a positive finite number, got 0.0"),
+        ((0.5, math.inf), ValueError, "end must be a positive finite number, got inf"),
+        ((0.5,), TypeError, r"pair \(start, end\)"),
+        ((object(), 2e3), TypeError, "one number per packing"),
+    ],
+)
+def test_bad_sharpness_is_refused_naming_beta(beta, err, match):
+    Z0 = random_start(3, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(err, match=match):
+        minimize_coherence(Z0, steps=1, beta=beta)
+
+
 def test_threshold_descent_tiled_matches_untiled_and_stops_at_threshold():
     g = torch.Generator().manual_seed(8)
     W0 = random_start(1, 10, 5, dtype=torch.float64, generator=g)[0]

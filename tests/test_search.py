@@ -253,11 +253,11 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
     explored = []
     monkeypatch.setattr(ms, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
-    def optimiser(Z, *, steps, time_budget=None, beta=None, **kw):
+    def optimiser(Z, *, steps, time_budget=None, lr=None, **kw):
         R = Z.shape[0]
         done = steps if time_budget is None else min(steps, int(time_budget / (R * 1e-4)))
         clock[0] += done * R * 1e-4
-        if beta is None:  # an exploration (the refine is the sharper run)
+        if lr is None:  # an exploration (the refine is the sharper run, at its own rates)
             explored.append((R, done))
         Z = Z.double()
         return types.SimpleNamespace(
@@ -284,3 +284,44 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
     res = run(time_budget=2.0)
     assert all(done == per_round for _, done in explored), explored
     assert res.rounds == 2 and clock[0] <= 2.0
+
+
+def test_start_sharpness_spreads_every_run_of_starts_over_two_decades_about_its_centre():
+    from ebv_gen.multistart import EXPLORE_BETA_CENTRE, start_sharpness
+
+    for dim, centre in ((3, 10 * EXPLORE_BETA_CENTRE), (4, 10**0.5 * EXPLORE_BETA_CENTRE),
+                        (5, EXPLORE_BETA_CENTRE), (8, EXPLORE_BETA_CENTRE)):  # fmt: skip
+        b = start_sharpness(200, dim)
+        assert b.shape == (200,) and b.dtype == torch.float64
+        assert bool(torch.all((b >= centre / 10) & (b <= centre * 10)))
+        # log-even: the geometric mean is the centre, and any 5 consecutive starts span most
+        # of the two decades (a golden-ratio sequence)
+        assert math.isclose(float(b.log().mean().exp()), centre, rel_tol=0.05)
+        for i in range(0, 195, 7):
+            run_ = b[i : i + 5].log10()
+            assert float(run_.max() - run_.min()) > 1.0
+    assert start_sharpness(0, 3).shape == (0,)
+
+
+def test_each_exploration_start_gets_its_own_starting_sharpness(monkeypatch):
+    import types
+
+    import ebv_gen.multistart as ms
+    from ebv_gen.kernels import max_similarity
+
+    seen = []
+
+    def optimiser(Z, *, steps, beta=None, lr=None, **kw):
+        if lr is None:  # the exploration
+            seen.append(beta)
+        Z = Z.double()
+        return types.SimpleNamespace(
+            restart_Z=Z, restart_similarity=max_similarity(Z).tolist(), steps=steps,
+            interrupted=False,
+        )  # fmt: skip
+
+    monkeypatch.setattr(ms, "minimize_coherence", optimiser)
+    run(steps=ONE_ROUND)
+    ((start, end),) = seen
+    torch.testing.assert_close(start, ms.start_sharpness(16, 3))
+    assert end == ms.EXPLORE_BETA_END
