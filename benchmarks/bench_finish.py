@@ -22,7 +22,14 @@ import torch
 from _timing import open_device
 
 import ebv_gen.finish as finish
-from ebv_gen.multistart import REFINE_BETA, REFINE_LR, REFINE_STEPS, round_steps
+from ebv_gen.multistart import (
+    EXPLORE_BETA_END,
+    REFINE_BETA,
+    REFINE_LR,
+    REFINE_STEPS,
+    round_steps,
+    start_sharpness,
+)
 from ebv_gen.optimize import minimize_coherence
 from ebv_gen.product import random_start
 
@@ -30,7 +37,8 @@ from ebv_gen.product import random_start
 def _starts(num: int, dim: int, count: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     Z0 = random_start(count, num, dim, dtype=torch.float64, generator=g).float()
-    explored = minimize_coherence(Z0, steps=round_steps(num)).restart_Z.double()
+    beta = (start_sharpness(count, dim), EXPLORE_BETA_END)
+    explored = minimize_coherence(Z0, steps=round_steps(num), beta=beta).restart_Z.double()
     return minimize_coherence(
         explored, steps=REFINE_STEPS, beta=REFINE_BETA, lr=REFINE_LR
     ).restart_Z

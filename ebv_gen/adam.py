@@ -12,7 +12,8 @@ and updates its own rows and walks its share of the tiles.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,24 +40,34 @@ STATE_FORMAT = "ebv_gen.CoherenceAdam/2"
 _WINDOW = {torch.float32: (-20.0, 40.0), torch.float64: (-20.0, 600.0)}
 
 
+def _positive(value: Any, what: str) -> float:
+    """``value`` as a positive finite float (any real number but a bool), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"beta's {what} must be a positive finite number, got {value!r}")
+    out = float(value)
+    if not 0 < out < math.inf:
+        raise ValueError(f"beta's {what} must be a positive finite number, got {value!r}")
+    return out
+
+
 def _check_beta(beta: Any, restarts: int) -> tuple[float | torch.Tensor, float]:
     """``beta`` as ``(start, end)``: ``end`` a positive number, ``start`` one or (a float64
-    tensor of) ``restarts`` positive numbers, one per packing."""
-    if not isinstance(beta, (tuple, list)) or len(beta) != 2:
-        raise TypeError(f"beta must be a pair (start, end), got {beta!r}")
-    start, end = beta
-    if isinstance(end, bool) or not isinstance(end, (int, float)) or not 0 < end < math.inf:
-        raise ValueError(f"beta's end must be a positive finite number, got {end!r}")
-    if isinstance(start, (int, float)) and not isinstance(start, bool):
-        if not 0 < start < math.inf:
-            raise ValueError(f"beta's start must be a positive finite number, got {start!r}")
-        return float(start), float(end)
+    CPU tensor of) ``restarts`` positive numbers, one per packing."""
     try:
-        first = torch.as_tensor(start, dtype=torch.float64, device="cpu").clone()
+        start, end = beta
+    except (TypeError, ValueError):
+        raise TypeError(f"beta must be a pair (start, end), got {beta!r}") from None
+    end = _positive(end.item() if isinstance(end, torch.Tensor) and end.ndim == 0 else end, "end")
+    if isinstance(start, numbers.Real):  # a bool too: refused by _positive
+        return _positive(start, "start"), end
+    try:
+        first = torch.as_tensor(start, dtype=torch.float64).detach().to("cpu").clone()
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(
             f"beta's start must be a number or one number per packing, got {start!r}"
         ) from None
+    if first.ndim == 0:
+        return _positive(float(first), "start"), end
     if first.shape != (restarts,):
         raise ValueError(
             f"beta's start must be a number or {restarts} numbers (one per packing), got "
@@ -64,7 +75,7 @@ def _check_beta(beta: Any, restarts: int) -> tuple[float | torch.Tensor, float]:
         )
     if not bool(torch.all((first > 0) & torch.isfinite(first))):
         raise ValueError(f"beta's start must be positive and finite, got {first.tolist()}")
-    return first, float(end)
+    return first, end
 
 
 class CoherenceAdam:
@@ -117,7 +128,7 @@ class CoherenceAdam:
         block: int = 1,
         mode: str = "lines",
         lr: tuple[float, float] = (0.1, 1e-3),
-        beta: tuple[float, float] = (0.5, 2e3),
+        beta: tuple[float | Sequence[float] | torch.Tensor, float] = (0.5, 2e3),
         betas: tuple[float, float] = (0.9, 0.99),
         tile: int = DEFAULT_TILE,
         shard: Shard | None = None,
@@ -133,6 +144,11 @@ class CoherenceAdam:
             raise ValueError(f"Z0 has {M} rows, not a multiple of block={block}")
         self.num = M // self.block
         self.lr, self.beta, self.betas = lr, _check_beta(beta, R), betas
+        # the start on the search's device once (a copy per step would be a host sync)
+        b0 = self.beta[0]
+        self._beta0 = (
+            b0.to(device=Z0.device, dtype=Z0.dtype) if isinstance(b0, torch.Tensor) else b0
+        )
         self.shard = shard if shard is not None else Shard.create(self.num, self.block, tile)
         self.dtype, self.device = Z0.dtype, Z0.device
         self.lo, self.hi = (0.0, float(self.block)) if self.mode == "lines" else (-1.0, 1.0)
@@ -197,9 +213,7 @@ class CoherenceAdam:
         st = self.state
         Z, shift = st["Z"], st["shift"]
         p = min(1.0, max(0.0, progress))
-        b0, b1 = self.beta
-        if isinstance(b0, torch.Tensor):
-            b0 = b0.to(device=self.device, dtype=self.dtype)
+        b0, b1 = self._beta0, self.beta[1]
         beta_now = b0 * (b1 / b0) ** p
         lr_now = self.lr[0] * (self.lr[1] / self.lr[0]) ** p
         scale = torch.clamp(torch.minimum(shift - self.lo, self.hi - shift), min=1e-9)

@@ -4,7 +4,8 @@ A single run of the surrogate optimiser ends in one basin, and for small packing
 tables: tens of lines in R^3..R^8) the basins are many and their optima differ in the third
 decimal. The search spends the budget in *rounds*. Each round optimises a batch of ``R`` starts
 side by side with :func:`ebv_gen.optimize.minimize_coherence` (a short, full temperature
-schedule: enough to pick the basin, not to solve it), then polishes the few best distinct
+schedule: enough to pick the basin, not to solve it; each start anneals from a sharpness of its
+own, :func:`start_sharpness`, to :data:`EXPLORE_BETA_END`), then polishes the few best distinct
 restarts with :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's exact optimum.
 The starts of a round are
 
@@ -179,8 +180,11 @@ SUPERSET_MAX_POINTS = 50
 #: golden-ratio sequence, so that every kind of start in a batch gets the whole spread);
 #: every start ends at :data:`EXPLORE_BETA_END`. The centre is :data:`EXPLORE_BETA_CENTRE`
 #: (the optimiser's default start) from ``R^5`` on, and ``sqrt(10)`` times larger per
-#: dimension below: in ``R^3`` the similarities of random lines crowd up to the maximum, and
-#: a softer start spreads the points by the bulk of the pairs instead of the closest ones.
+#: dimension below (``0.16 .. 16`` in ``R^4``, ``0.5 .. 50`` in ``R^3``): in ``R^3`` the
+#: similarities of random lines crowd up to the maximum, so that the default soft start
+#: spreads the points by the bulk of the pairs instead of the closest ones; a sharper start
+#: does not. Measured for lines (``k = 1``) in ``R^3 .. R^8``; points on the sphere,
+#: subspaces and ``R^2`` follow the same rule untested.
 #: From one round of random starts (the 8 best refined and finished; scratch runs at 10 s
 #: budgets' batch sizes), a start of 5 matched Sloane's 33, 56 and 81 lines in R^3 and
 #: 50 in R^4 and came within 4e-6 of 100 in R^3, where 0.5 ended 6e-5 to 4e-4 above

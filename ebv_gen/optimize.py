@@ -16,7 +16,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,7 +211,7 @@ def minimize_coherence(
     steps: int | None = None,
     time_budget: float | None = None,
     lr: tuple[float, float] = (0.1, 1e-3),
-    beta: tuple[float, float] = (0.5, 2e3),
+    beta: tuple[float | Sequence[float] | torch.Tensor, float] = (0.5, 2e3),
     betas: tuple[float, float] = (0.9, 0.99),
     tile: int = DEFAULT_TILE,
     target: float | None = None,

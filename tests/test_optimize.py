@@ -176,15 +176,27 @@ def test_a_starting_sharpness_per_packing_runs_each_as_if_alone():
     assert len({round(v, 9) for v in both.restart_similarity}) == 3
 
 
+def test_any_real_number_is_a_sharpness():
+    import numpy as np
+
+    Z0 = random_start(2, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    want = minimize_coherence(Z0, steps=5, beta=(0.5, 2e3)).restart_similarity
+    for beta in [(np.float32(0.5), np.float32(2e3)), (torch.tensor(0.5), 2000), [0.5, 2e3],
+                 (np.array([0.5, 0.5]), 2e3), np.array([0.5, 2e3])]:  # fmt: skip
+        got = minimize_coherence(Z0, steps=5, beta=beta).restart_similarity
+        assert got == pytest.approx(want, rel=1e-12), beta
+
+
 @pytest.mark.parametrize(
     ("beta", "err", "match"),
     [
-        ((torch.tensor([1.0, 2.0]), 2e3), ValueError, r"3 numbers \(one per packing\).*\(2,\)"),
-        (([1.0, -2.0, 3.0], 2e3), ValueError, "positive and finite"),
-        ((0.0, 2e3), ValueError, "start must be a positive finite number, got 0.0"),
-        ((0.5, math.inf), ValueError, "end must be a positive finite number, got inf"),
-        ((0.5,), TypeError, r"pair \(start, end\)"),
-        ((object(), 2e3), TypeError, "one number per packing"),
+        ((torch.tensor([1.0, 2.0]), 2e3), ValueError, r"beta's start .* 3 numbers .*\(2,\)"),
+        (([1.0, -2.0, 3.0], 2e3), ValueError, "beta's start must be positive and finite"),
+        ((0.0, 2e3), ValueError, "beta's start must be a positive finite number, got 0.0"),
+        ((True, 2e3), ValueError, "beta's start must be a positive finite number, got True"),
+        ((0.5, math.inf), ValueError, "beta's end must be a positive finite number, got inf"),
+        ((0.5,), TypeError, r"beta must be a pair \(start, end\)"),
+        ((object(), 2e3), TypeError, "beta's start must be a number or one number per packing"),
     ],
 )
 def test_bad_sharpness_is_refused_naming_beta(beta, err, match):
