@@ -175,22 +175,24 @@ SUPERSET_EXTRA = 3
 #: the round for every size, 100 lines in R^7 ended 7e-4 above the table, below it without).
 SUPERSET_MAX_POINTS = 50
 
-#: The exploration's starting sharpness (the optimiser's ``beta[0]``), one per start, spread
-#: log-evenly over a decade either side of a centre that depends on the dimension (a
-#: golden-ratio sequence, so that every kind of start in a batch gets the whole spread);
-#: every start ends at :data:`EXPLORE_BETA_END`. The centre is :data:`EXPLORE_BETA_CENTRE`
-#: (the optimiser's default start) from ``R^5`` on, and ``sqrt(10)`` times larger per
-#: dimension below (``0.16 .. 16`` in ``R^4``, ``0.5 .. 50`` in ``R^3``): in ``R^3`` the
-#: similarities of random lines crowd up to the maximum, so that the default soft start
-#: spreads the points by the bulk of the pairs instead of the closest ones; a sharper start
-#: does not. Measured for lines (``k = 1``) in ``R^3 .. R^8``; points on the sphere,
-#: subspaces and ``R^2`` follow the same rule untested.
-#: From one round of random starts (the 8 best refined and finished; scratch runs at 10 s
-#: budgets' batch sizes), a start of 5 matched Sloane's 33, 56 and 81 lines in R^3 and
-#: 50 in R^4 and came within 4e-6 of 100 in R^3, where 0.5 ended 6e-5 to 4e-4 above
-#: (30 lines in R^3 wanted 50: 3e-6 against 2.7e-4); in R^5..R^8 starts of 0.05..5
-#: did alike (0.05 matched 40 lines in R^6 in one run, 5 ended 5.6e-3 above it) and 50
-#: was far worse everywhere but R^3 (33 lines in R^5: 5.8e-3 above, 0.5 matched).
+#: The exploration's starting sharpness (the optimiser's ``beta[0]``), one per start; every
+#: start ends at :data:`EXPLORE_BETA_END`. From ``R^5`` on every start has the optimiser's
+#: default :data:`EXPLORE_BETA_CENTRE`. Below, the starts spread log-evenly over a decade
+#: either side of a centre ``sqrt(10)`` times larger per dimension (``0.16 .. 16`` in
+#: ``R^4``, ``0.5 .. 50`` in ``R^3``; a golden-ratio sequence, so that every kind of start in
+#: a batch gets the whole spread): in ``R^3`` the similarities of random lines crowd up to
+#: the maximum, so that the default soft start spreads the points by the bulk of the pairs
+#: instead of the closest ones; a sharper start does not. From one round of random starts
+#: (the 8 best refined and finished, at the batch sizes of a 10 s budget), a start of 5
+#: matched Sloane's 33, 56 and 81 lines in R^3 and 50 in R^4 and came within 4e-6 of 100 in
+#: R^3, where 0.5 ended 6e-5 to 4e-4 above; 30 lines in R^3 wanted 50 (3e-6 against 2.7e-4)
+#: and 81 in R^4 0.5. The columns of R^3 and R^4 at 10 s per entry matched 71 and 63 entries
+#: instead of 57 each. In ``R^5 .. R^8`` no start did better than 0.5 throughout (0.05 matched
+#: 40 lines in R^6 in one run; 5 ended 5.6e-3 above it and 50 was far worse), and the same
+#: spread about 0.5 (``0.05 .. 5``) lost entries in R^6 at 10 s: 35 of 94 matched and 27 more
+#: than 1e-3 above, against 41 and 14, where a search runs only a few rounds and a third of
+#: the starts were too sharp. Measured for lines (``k = 1``); points on the sphere and
+#: subspaces follow the same rule untested.
 EXPLORE_BETA_CENTRE = 0.5
 EXPLORE_BETA_END = 2e3
 
@@ -200,11 +202,16 @@ _DROP_BETA = 200.0
 
 
 def start_sharpness(count: int, dim: int) -> torch.Tensor:
-    """Starting sharpnesses of ``count`` starts in ``R^dim``: ``beta_i = c 10^{2 q_i - 1}``,
-    ``c = 0.5 * 10^{max(0, 5 - dim) / 2}`` (:data:`EXPLORE_BETA_CENTRE`), with
-    ``q_i = frac(1/2 + i / phi)`` (``phi`` the golden ratio): a low-discrepancy sequence, so
-    that every contiguous run of starts spreads over the whole range."""
-    centre = EXPLORE_BETA_CENTRE * 10 ** (max(0, 5 - dim) / 2)
+    """Starting sharpnesses of ``count`` starts in ``R^dim`` (see :data:`EXPLORE_BETA_CENTRE`).
+
+    From ``dim = 5`` on every start has ``c = 0.5``. Below, ``beta_i = c 10^{2 q_i - 1}`` with
+    ``c = 0.5 * 10^{(5 - dim) / 2}`` and ``q_i = frac(1/2 + i / phi)`` (``phi`` the golden
+    ratio): a low-discrepancy sequence, so that every contiguous run of starts spreads over
+    the whole range.
+    """
+    if dim >= 5:
+        return torch.full((count,), EXPLORE_BETA_CENTRE, dtype=torch.float64)
+    centre = EXPLORE_BETA_CENTRE * 10 ** ((5 - dim) / 2)
     q = torch.remainder(0.5 + torch.arange(count, dtype=torch.float64) * (2 / (1 + 5**0.5)), 1.0)
     return centre * 10 ** (2 * q - 1)
 

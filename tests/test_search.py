@@ -289,8 +289,8 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
 def test_start_sharpness_spreads_every_run_of_starts_over_two_decades_about_its_centre():
     from ebv_gen.multistart import EXPLORE_BETA_CENTRE, start_sharpness
 
-    for dim, centre in ((3, 10 * EXPLORE_BETA_CENTRE), (4, 10**0.5 * EXPLORE_BETA_CENTRE),
-                        (5, EXPLORE_BETA_CENTRE), (8, EXPLORE_BETA_CENTRE)):  # fmt: skip
+    for dim, centre in ((2, 10**1.5 * EXPLORE_BETA_CENTRE), (3, 10 * EXPLORE_BETA_CENTRE),
+                        (4, 10**0.5 * EXPLORE_BETA_CENTRE)):  # fmt: skip
         b = start_sharpness(200, dim)
         assert b.shape == (200,) and b.dtype == torch.float64
         assert bool(torch.all((b >= centre / 10) & (b <= centre * 10)))
@@ -301,6 +301,10 @@ def test_start_sharpness_spreads_every_run_of_starts_over_two_decades_about_its_
             run_ = b[i : i + 5].log10()
             assert float(run_.max() - run_.min()) > 1.0
     assert start_sharpness(0, 3).shape == (0,)
+    # from R^5 on, every start has the optimiser's default
+    for dim in (5, 8, 512):
+        b = start_sharpness(7, dim)
+        assert b.dtype == torch.float64 and b.tolist() == [EXPLORE_BETA_CENTRE] * 7
 
 
 def test_each_exploration_start_gets_its_own_starting_sharpness(monkeypatch):
