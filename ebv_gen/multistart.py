@@ -189,9 +189,10 @@ SUPERSET_MAX_POINTS = 50
 #: and 81 in R^4 0.5. The columns of R^3 and R^4 at 10 s per entry matched 71 and 63 entries
 #: instead of 57 each. In ``R^5 .. R^8`` no start did better than 0.5 throughout (0.05 matched
 #: 40 lines in R^6 in one run; 5 ended 5.6e-3 above it and 50 was far worse), and the same
-#: spread about 0.5 (``0.05 .. 5``) lost entries in R^6 at 10 s: 35 of 94 matched and 27 more
-#: than 1e-3 above, against 41 and 14, where a search runs only a few rounds and a third of
-#: the starts were too sharp. Measured for lines (``k = 1``); points on the sphere and
+#: spread about 0.5 (``0.05 .. 5``) did no better at 10 s per entry: R^5 42 of 95 matched
+#: (41 with 0.5 alone, an earlier run), R^6 35 of 94 with 27 more than 1e-3 above (0.5 alone:
+#: 37 and 25 in the same session, 41 and 14 in an earlier one; its large packings are a
+#: lottery over a few rounds). Measured for lines (``k = 1``); points on the sphere and
 #: subspaces follow the same rule untested.
 EXPLORE_BETA_CENTRE = 0.5
 EXPLORE_BETA_END = 2e3
