@@ -143,12 +143,10 @@ class CoherenceAdam:
         if M % self.block:
             raise ValueError(f"Z0 has {M} rows, not a multiple of block={block}")
         self.num = M // self.block
-        self.lr, self.beta, self.betas = lr, _check_beta(beta, R), betas
-        # the start on the search's device once (a copy per step would be a host sync)
-        b0 = self.beta[0]
-        self._beta0 = (
-            b0.to(device=Z0.device, dtype=Z0.dtype) if isinstance(b0, torch.Tensor) else b0
-        )
+        b0, b1 = _check_beta(beta, R)
+        if isinstance(b0, torch.Tensor):  # on the search's device once, not a copy per step
+            b0 = b0.to(device=Z0.device, dtype=Z0.dtype)
+        self.lr, self.beta, self.betas = lr, (b0, b1), betas
         self.shard = shard if shard is not None else Shard.create(self.num, self.block, tile)
         self.dtype, self.device = Z0.dtype, Z0.device
         self.lo, self.hi = (0.0, float(self.block)) if self.mode == "lines" else (-1.0, 1.0)
@@ -213,7 +211,7 @@ class CoherenceAdam:
         st = self.state
         Z, shift = st["Z"], st["shift"]
         p = min(1.0, max(0.0, progress))
-        b0, b1 = self._beta0, self.beta[1]
+        b0, b1 = self.beta
         beta_now = b0 * (b1 / b0) ** p
         lr_now = self.lr[0] * (self.lr[1] / self.lr[0]) ** p
         scale = torch.clamp(torch.minimum(shift - self.lo, self.hi - shift), min=1e-9)
