@@ -66,6 +66,30 @@ def test_tiled_gradient_equals_dense_autograd(num, dim, block, mode, tile):
     torch.testing.assert_close(smax, smax_dense, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    ("block", "mode", "tile"), [(1, "lines", 4), (1, "sphere", 100), (2, "lines", 6)]
+)
+def test_transposed_and_plain_gradient_layouts_agree(block, mode, tile, monkeypatch):
+    # batches on a CPU sum the gradient transposed (faster products); one packing, or the
+    # flag off, sums it as it is: both give the same contiguous gradient, to rounding
+    import ebv_gen.kernels as kernels
+
+    g = torch.Generator().manual_seed(4)
+    Z = random_start(
+        kernels._TRANSPOSED_BATCH, 11, 5, block=block, dtype=torch.float64, generator=g
+    )
+    t = torch.logspace(0, 3, kernels._TRANSPOSED_BATCH, dtype=torch.float64)
+    shift = max_similarity(Z, block=block, mode=mode)
+    batched = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+    assert batched[1].is_contiguous()
+    monkeypatch.setattr(kernels, "_TRANSPOSED_GRADIENT", False)
+    plain = surrogate_grad(Z, t, shift, block=block, mode=mode, tile=tile)
+    single = surrogate_grad(Z[1:2], t[1:2], shift[1:2], block=block, mode=mode, tile=tile)
+    for a, b in zip(batched, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(single[1][0], batched[1][1], rtol=1e-13, atol=1e-15)
+
+
 @pytest.mark.parametrize(("block", "mode"), [(1, "lines"), (1, "sphere"), (2, "lines")])
 def test_workspace_reuse_across_calls_and_tile_sizes_gives_identical_results(block, mode):
     g = torch.Generator().manual_seed(10)
