@@ -5,8 +5,9 @@ tables: tens of lines in R^3..R^8) the basins are many and their optima differ i
 decimal. The search spends the budget in *rounds*. Each round optimises a batch of ``R`` starts
 side by side with :func:`ebv_gen.optimize.minimize_coherence` (a short, full temperature
 schedule: enough to pick the basin, not to solve it; each start anneals from a sharpness of its
-own, :func:`start_sharpness`, to :data:`EXPLORE_BETA_END`), then polishes the few best distinct
-restarts with :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's exact optimum.
+own, :func:`start_sharpness`, to :data:`EXPLORE_BETA_END`), then polishes the best restart
+(:data:`FINISH_PER_ROUND`) with :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's
+exact optimum.
 The starts of a round are
 
 * structured starts given by the caller (first round only): e.g. subsets of known frames with
@@ -24,8 +25,9 @@ The starts of a round are
 
 The best packing over all rounds is returned. ``steps`` is the total number of optimiser steps
 (each advances a whole batch): a round takes ``round_steps(N) + REFINE_STEPS`` of them, the
-last one what is left; the result then depends only on the seed. With a time budget the first
-round sets the pace: a later round runs its whole schedule when it fits in what is left (with
+last one what is left; the result then depends only on the seed. With a time budget the round
+size is first capped so that a whole exploration fits in a third of the budget (timed on a few
+steps), and the first round sets the pace: a later round runs its whole schedule when it fits in what is left (with
 its refine and finishes, at the last round's rates), else it is the last, with fewer starts so
 that each still runs the whole schedule. Only the restarts that can still beat the best
 packing are finished (:data:`_FINISH_REACH`).
@@ -41,6 +43,7 @@ from typing import Any
 
 import torch
 
+from .adam import CoherenceAdam
 from .finish import minimax_finish
 from .kernels import DEFAULT_TILE, _similarities, max_similarity
 from .optimize import minimize_coherence
@@ -73,7 +76,12 @@ ROUND_STEPS_MIN = 300
 ROUND_STEPS_MAX = 2500
 
 #: The restarts finished per round: the best ones whose similarities differ (distinct basins).
-FINISH_PER_ROUND = 3
+#: One: a finish of a few dozen lines in R^5..R^7 takes 0.2-2 s (its linear programmes 40-100
+#: ms each), and from a refined start it rarely changes the ranking of the restarts, so that
+#: the time of the others goes to more starts. On 16 hard entries of Sloane's table (33..80
+#: lines in R^3..R^7, two seeds, 10 s each, in one session) one finish per round matched 13
+#: of the 32 runs, with 2 more than 1e-3 above, against 10 and 3 with three per round.
+FINISH_PER_ROUND = 1
 
 #: The sharper surrogate run of the restarts to be finished: steps, sharpness and step sizes.
 REFINE_STEPS = 1000
@@ -140,6 +148,53 @@ _TAIL_ITERATIONS = 4
 #: took the last 2.8 s of 10 s for 40 lines in R^6. When what is left would give the last
 #: round less than this share of a whole exploration, the search ends there.
 _LAST_ROUND_MIN = 0.1
+
+
+#: With a time budget, the round size is first capped so that a whole exploration fits in its
+#: share of the budget (:data:`_EXPLORE_SHARE`), from the rate of this many steps of a batch
+#: of random starts (after one warm-up step), instead of compressing the first round's
+#: schedule to fit: at 10 s, 185 starts of 60 lines in R^6 ran half their schedule. On 16
+#: hard entries of Sloane's table (two seeds, 10 s each, three finishes a round) the cap
+#: matched 10 of the 32 runs with 3 more than 1e-3 above, against 12 and 6 without it.
+#: ``_CALIBRATE = False`` compresses the schedule instead (for such comparisons).
+_CALIBRATION_STEPS = 8
+_CALIBRATE = True
+
+
+def _calibrated_size(
+    size: int,
+    seconds: float,
+    per_round: int,
+    num: int,
+    dim: int,
+    block: int,
+    mode: str,
+    device: torch.device | str,
+    tile: int,
+) -> int:
+    """The largest round size (at most ``size``) whose whole exploration of ``per_round``
+    steps fits in ``seconds``, at rates timed on random starts (two timings at most: a smaller
+    batch runs faster per step)."""
+    for _ in range(2):
+        Z0 = random_start(
+            size, num, dim, block=block, dtype=torch.float32, generator=torch.Generator()
+        ).to(device)
+        opt = CoherenceAdam(
+            Z0,
+            block=block,
+            mode=mode,
+            beta=(start_sharpness(size, dim), EXPLORE_BETA_END),
+            tile=tile,
+        )
+        opt.step(0.0)  # warm-up: buffers
+        t0 = time.perf_counter()
+        for i in range(_CALIBRATION_STEPS):
+            opt.step(i / per_round)  # each step synchronises with the host (its maxima)
+        whole = per_round * (time.perf_counter() - t0) / _CALIBRATION_STEPS
+        if whole <= seconds or size <= MIN_ROUND_SIZE:
+            break
+        size = max(MIN_ROUND_SIZE, int(size * seconds / whole))
+    return size
 
 
 def _share(remaining: float | None, share: float) -> float | None:
@@ -371,7 +426,9 @@ def multistart(
     steps_per_round
         Steps per round (one full temperature schedule; default :func:`round_steps`).
     restarts
-        Starts per round (default :func:`round_size`).
+        Starts per round (default :func:`round_size`). With a time budget, at most this many:
+        fewer when a whole exploration of that many would not fit in a third of the budget
+        (timed on a few steps first).
     tile
         Tile edge of the streamed Gram matrix.
     target
@@ -415,7 +472,12 @@ def multistart(
         elapsed0 = float(state["seconds"])
         history = [tuple(h) for h in state["history"]]
         generator.set_state(state["rng"])
+        R = int(state.get("restarts", R))
     start = time.perf_counter()
+    if _CALIBRATE and time_budget is not None and state is None:
+        R = _calibrated_size(
+            R, time_budget * _EXPLORE_SHARE, per_round, num, dim, block, mode, device, tile
+        )
 
     def elapsed() -> float:
         return elapsed0 + time.perf_counter() - start
@@ -608,6 +670,7 @@ def multistart(
                     "starts": starts,
                     "finishes": finishes,
                     "finish_reach": reach,
+                    "restarts": R,
                     "steps": total_steps,
                     "seconds": elapsed(),
                     "history": list(history),

@@ -147,6 +147,7 @@ def test_restarts_too_far_behind_for_a_finish_to_win_are_not_finished(monkeypatc
         return out
 
     monkeypatch.setattr(ms, "minimax_finish", recording)
+    monkeypatch.setattr(ms, "FINISH_PER_ROUND", 3)  # several candidates a round, to be skipped
     res = multistart(
         40, 6, generator=torch.Generator().manual_seed(0), steps=2 * (1000 + REFINE_STEPS),
         restarts=32,
@@ -255,7 +256,7 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
 
     def optimiser(Z, *, steps, time_budget=None, lr=None, **kw):
         R = Z.shape[0]
-        done = steps if time_budget is None else min(steps, int(time_budget / (R * 1e-4)))
+        done = steps if time_budget is None else min(steps, int(time_budget / (R * 1e-4) + 1e-6))
         clock[0] += done * R * 1e-4
         if lr is None:  # an exploration (the refine is the sharper run, at its own rates)
             explored.append((R, done))
@@ -276,14 +277,59 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
     per_round = round_steps(14)
     # before, the explorations shrank to a third of what was left (a compressed schedule)
     assert all(done == per_round for _, done in explored), explored
-    assert explored[-1][0] < 16 and res.rounds == 3
+    assert explored[-1][0] < 16 and res.rounds == 4  # one finish a round: 0.05 s
     assert clock[0] <= 3.0
     # a round that no longer fits at all is not started
     explored.clear()
     clock[0] = 0.0
+    # (two rounds take 1.58 s; the 0.27 s left after a third's refine and finish would hold
+    # less than the share of a whole exploration a last round needs, here set to 0.9)
+    monkeypatch.setattr(ms, "_LAST_ROUND_MIN", 0.9)
     res = run(time_budget=2.0)
     assert all(done == per_round for _, done in explored), explored
     assert res.rounds == 2 and clock[0] <= 2.0
+
+
+def test_with_a_time_budget_the_round_size_is_capped_so_a_whole_exploration_fits(monkeypatch):
+    # a clock that only the optimiser's steps advance: 1e-4 s per start and step, so a whole
+    # exploration of 16 starts takes per_round * 1.6e-3 s
+    import types
+
+    import ebv_gen.multistart as ms
+
+    clock = [0.0]
+    monkeypatch.setattr(ms, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    class Timed(ms.CoherenceAdam):
+        def step(self, progress, poll=None):
+            clock[0] += self.state["Z"].shape[0] * 1e-4
+            return super().step(progress, poll)
+
+    monkeypatch.setattr(ms, "CoherenceAdam", Timed)
+    per_round = round_steps(14)
+    whole = per_round * 16 * 1e-4
+    # (budget, size): a third of the budget holds 1.1, 0.55 and 0.2 whole explorations
+    for budget, expected in ((3.3 * whole, 16), (1.65 * whole, 8), (0.6 * whole, 4)):
+        clock[0] = 0.0
+        size = ms._calibrated_size(16, budget / 3, per_round, 14, 3, 1, "lines", "cpu", 2048)
+        assert size == expected
+    assert ms.MIN_ROUND_SIZE == 4  # the last: no fewer, though even those do not fit
+    # the search runs its first round with the capped size (a step budget keeps it)
+    seen = []
+    real = ms.minimize_coherence
+
+    def recording(Z, **kw):
+        seen.append(Z.shape[0])
+        clock[0] += 10 * whole  # the search's clock runs out after this round
+        return real(Z, **{**kw, "steps": 5})
+
+    monkeypatch.setattr(ms, "minimize_coherence", recording)
+    clock[0] = 0.0
+    run(time_budget=1.65 * whole)
+    assert seen[0] == 8
+    seen.clear()
+    run(steps=ONE_ROUND)
+    assert seen[0] == 16
 
 
 def test_start_sharpness_spreads_every_run_of_starts_over_two_decades_about_its_centre():
