@@ -27,10 +27,10 @@ The best packing over all rounds is returned. ``steps`` is the total number of o
 (each advances a whole batch): a round takes ``round_steps(N) + REFINE_STEPS`` of them, the
 last one what is left; the result then depends only on the seed. With a time budget the round
 size is first capped so that a whole exploration fits in a third of the budget (timed on a few
-steps), and the first round sets the pace: a later round runs its whole schedule when it fits in what is left (with
-its refine and finishes, at the last round's rates), else it is the last, with fewer starts so
-that each still runs the whole schedule. Only the restarts that can still beat the best
-packing are finished (:data:`_FINISH_REACH`).
+steps), and the first round sets the pace: a later round runs its whole schedule when it fits in
+what is left (with its refine and finishes, at the last round's rates), else it is the last, with
+fewer starts so that each still runs the whole schedule. Only the restarts that can still beat
+the best packing are finished (:data:`_FINISH_REACH`).
 """
 
 from __future__ import annotations
