@@ -46,7 +46,7 @@ import torch
 from .adam import CoherenceAdam
 from .finish import minimax_finish
 from .kernels import DEFAULT_TILE, _similarities, max_similarity
-from .optimize import minimize_coherence
+from .optimize import _cpu_threads_for, minimize_coherence
 from .product import random_start, retract
 
 __all__ = [
@@ -186,11 +186,12 @@ def _calibrated_size(
             beta=(start_sharpness(size, dim), EXPLORE_BETA_END),
             tile=tile,
         )
-        opt.step(0.0)  # warm-up: buffers
-        t0 = time.perf_counter()
-        for i in range(_CALIBRATION_STEPS):
-            opt.step(i / per_round)  # each step synchronises with the host (its maxima)
-        whole = per_round * (time.perf_counter() - t0) / _CALIBRATION_STEPS
+        with _cpu_threads_for(Z0):  # on the threads the exploration will have
+            opt.step(0.0)  # warm-up: buffers
+            t0 = time.perf_counter()
+            for i in range(_CALIBRATION_STEPS):
+                opt.step(i / per_round)  # each step synchronises with the host (its maxima)
+            whole = per_round * (time.perf_counter() - t0) / _CALIBRATION_STEPS
         if whole <= seconds or size <= MIN_ROUND_SIZE:
             break
         size = max(MIN_ROUND_SIZE, int(size * seconds / whole))
