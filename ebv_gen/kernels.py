@@ -233,11 +233,11 @@ def surrogate_parts(
     # 60 points in R^6: 680 against 110 us), and whole steps up to 1.5x faster
     # (``benchmarks/bench_steps.py --batches``)
     transposed = _TRANSPOSED_GRADIENT and R >= _TRANSPOSED_BATCH and Z.device.type == "cpu"
-    grad = Z.new_zeros(R, d, M) if transposed else torch.zeros_like(Z)
     total = torch.zeros(R, dtype=Z.dtype, device=Z.device)
     emax = torch.full((R,), -math.inf, dtype=Z.dtype, device=Z.device)
     if not work:
         return total, emax, torch.zeros_like(Z)
+    grad = Z.new_zeros(R, d, M) if transposed else torch.zeros_like(Z)
     floor = _EXP_FLOOR.get(Z.dtype, -80.0)
     c = t.sqrt() if lines else t
     Zs = _view(_buffer(ws, "Zs", Z.numel(), Z), R, M, d)
