@@ -34,7 +34,9 @@ from .sharding import Shard
 __all__ = ["STATE_FORMAT", "CoherenceAdam"]
 
 #: Version of :meth:`CoherenceAdam.state_dict`; other versions are refused on load.
-STATE_FORMAT = "ebv_gen.CoherenceAdam/2"
+STATE_FORMAT = "ebv_gen.CoherenceAdam/3"
+#: The format before :meth:`CoherenceAdam.narrow` (no ``active``/``narrowed``): still read.
+_UNNARROWED_FORMAT = "ebv_gen.CoherenceAdam/2"
 
 #: Safe window for ``t * (max - shift)``: outside it the pass is redone with the exact maximum.
 _WINDOW = {torch.float32: (-20.0, 40.0), torch.float64: (-20.0, 600.0)}
@@ -147,19 +149,23 @@ class CoherenceAdam:
         if isinstance(b0, torch.Tensor):  # on the search's device once, not a copy per step
             b0 = b0.to(device=Z0.device, dtype=Z0.dtype)
         self.lr, self.beta, self.betas = lr, (b0, b1), betas
+        self._start_beta = b0  # every packing's, also after :meth:`narrow`
         self.shard = shard if shard is not None else Shard.create(self.num, self.block, tile)
         self.dtype, self.device = Z0.dtype, Z0.device
         self.lo, self.hi = (0.0, float(self.block)) if self.mode == "lines" else (-1.0, 1.0)
         self._workspace: dict[str, torch.Tensor] = {}
         own = self.shard.own(Z0).clone()
         self.state: dict[str, Any] = {
-            "Z": own,
+            "Z": own,  # Z, m1, m2 and shift: the active packings'; best_Z and best: all
             "best_Z": own.clone(),
             "best": [math.inf] * R,
             "m1": torch.zeros_like(own),
             "m2": torch.zeros_like(own),
             "step": 0,
             "elapsed": 0.0,
+            # the packings still optimised (indices into the batch; see :meth:`narrow`)
+            "active": list(range(R)),
+            "narrowed": 0,  # the calls of :meth:`narrow` so far
             "history": [],
             "shift": self._max(Z0),
         }
@@ -226,16 +232,7 @@ class CoherenceAdam:
         smax_h = packed[:R].tolist()
         if not all(v > 0.5 for v in packed[R:].tolist()):
             value, eg, smax = self._surrogate(Z_full, t, smax, poll)
-        best = st["best"]
-        improved = [i for i in range(R) if smax_h[i] < best[i]]
-        if improved:
-            if len(improved) == R:
-                st["best_Z"].copy_(Z)
-            else:
-                idx = torch.tensor(improved, device=self.device)
-                st["best_Z"][idx] = Z[idx]
-            for i in improved:
-                best[i] = smax_h[i]
+        self._record(Z, smax_h)
         st["shift"] = smax
         rg = project(Z, eg, self.block)
         st["step"] += 1
@@ -254,14 +251,54 @@ class CoherenceAdam:
         st["Z"] = retract(Z - lr_now * upd, self.block)
         return smax_h
 
+    def _record(self, Z: torch.Tensor, values: list[float]) -> None:
+        """Keep the iterates ``Z`` of the active packings whose exact maxima ``values`` improve
+        their best."""
+        st = self.state
+        best, active = st["best"], st["active"]
+        improved = [i for i, v in enumerate(values) if v < best[active[i]]]
+        if not improved:
+            return
+        if len(improved) == len(best):  # every packing active and improved
+            st["best_Z"].copy_(Z)
+        else:
+            rows = [active[i] for i in improved]
+            idx = torch.tensor(improved, device=self.device)
+            st["best_Z"][torch.tensor(rows, device=self.device)] = Z[idx]
+        for i in improved:
+            best[active[i]] = values[i]
+
     def measure(self, poll: Callable[[], bool] | None = None) -> None:
         """Measure the current iterate exactly and keep it where it improves the best."""
+        Z = self.state["Z"]
+        self._record(Z, self._max(self.shard.gather(Z), poll).cpu().tolist())
+
+    def narrow(self, count: int) -> None:
+        """Go on optimising only the ``count`` active packings with the smallest best maxima
+        so far (successive halving, Jamieson & Talwalkar 2016): the others stop where they
+        are, their best iterates kept in ``state["best_Z"]``, so later steps cost only the
+        packings that can still win. Deterministic (ties go to the lower index), so every rank
+        of a group narrows alike."""
+        count = check_int("count", count, minimum=1)
         st = self.state
-        final = self._max(self.shard.gather(st["Z"]), poll).cpu().tolist()
-        for i, v in enumerate(final):
-            if v < st["best"][i]:
-                st["best"][i] = v
-                st["best_Z"][i] = st["Z"][i]
+        st["narrowed"] += 1
+        active = st["active"]
+        if count >= len(active):
+            return
+        order = sorted(range(len(active)), key=lambda i: (st["best"][active[i]], i))
+        keep = sorted(order[:count])
+        idx = torch.tensor(keep, device=self.device)
+        for key in ("Z", "m1", "m2", "shift"):
+            st[key] = st[key][idx]
+        st["active"] = [active[i] for i in keep]
+        self._narrow_beta()
+
+    def _narrow_beta(self) -> None:
+        """The starting sharpnesses of the active packings."""
+        b0 = self._start_beta
+        if isinstance(b0, torch.Tensor):
+            b0 = b0[torch.tensor(self.state["active"], device=b0.device)]
+        self.beta = (b0, self.beta[1])
 
     def best(self) -> tuple[torch.Tensor, list[float], int]:
         """``(best_Z, best, k)``: every packing's best iterate (all rows), their similarities,
@@ -291,10 +328,13 @@ class CoherenceAdam:
         Raises
         ------
         ValueError
-            A state of another format (an older version's checkpoint), size, mode or world size.
+            A state of another format (a checkpoint of a version before format 2), size, mode
+            or world size.
         """
         fmt = state.get("format")
-        if fmt != STATE_FORMAT:
+        if fmt == _UNNARROWED_FORMAT:  # the release before narrowing: every packing active
+            state = {**state, "active": list(range(len(state["best"]))), "narrowed": 0}
+        elif fmt != STATE_FORMAT:
             raise ValueError(
                 f"state has format {fmt!r}, this version reads {STATE_FORMAT!r} (a checkpoint "
                 "of an older version): start the run again without resuming"
@@ -305,10 +345,10 @@ class CoherenceAdam:
             raise ValueError(
                 f"state is for (block, mode, rank, world) = {theirs}, this optimiser is {mine}"
             )
-        if tuple(state["Z"].shape) != tuple(self.state["Z"].shape):
+        if tuple(state["best_Z"].shape) != tuple(self.state["best_Z"].shape):
             raise ValueError(
-                f"state holds packings of shape {tuple(state['Z'].shape)}, this optimiser "
-                f"{tuple(self.state['Z'].shape)}"
+                f"state holds packings of shape {tuple(state['best_Z'].shape)}, this optimiser "
+                f"{tuple(self.state['best_Z'].shape)}"
             )
         for key in self.state:
             value = state[key]
@@ -320,3 +360,4 @@ class CoherenceAdam:
                 self.state[key] = list(value)
             else:
                 self.state[key] = value
+        self._narrow_beta()

@@ -222,6 +222,7 @@ def minimize_coherence(
     history_every: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     group: Any = None,
+    narrow: Sequence[tuple[float, float]] = (),
 ) -> OptimizeResult:
     """Minimise the largest pairwise similarity of ``R`` packings with :class:`CoherenceAdam`.
 
@@ -258,6 +259,12 @@ def minimize_coherence(
         (:mod:`ebv_gen.sharding`). Every rank must call with the same arguments; the result is
         the same on every rank. ``should_stop`` must then agree across ranks (it is combined
         between steps; within a step a rank's request stops at the next step).
+    narrow
+        ``(progress, fraction)`` pairs, progress increasing in ``(0, 1)``: once the schedule
+        reaches ``progress``, only the ``ceil(fraction * R')`` of the ``R'`` packings still
+        optimised with the smallest best maxima go on (:meth:`CoherenceAdam.narrow`,
+        successive halving); the others keep their best iterate. ``R`` packings cost the
+        steps before the first point, fewer after. Default: none.
 
     Returns
     -------
@@ -271,6 +278,7 @@ def minimize_coherence(
     if time_budget is not None:
         time_budget = check_float("time_budget", time_budget, minimum=0.0)
     check_tensor("Z0", Z0, ndim=3)
+    narrow = _check_narrow(narrow)
     shard = None
     if group is not None:
         shard = Shard.create(Z0.shape[1] // max(1, block), block, tile, group)
@@ -284,7 +292,26 @@ def minimize_coherence(
         return OptimizeResult(Z0[0], -math.inf, 0, 0.0, [], False, 0, Z0, [-math.inf] * R)
     with _cpu_threads_for(Z0):
         return _loop(opt, steps, time_budget, target, callback, checkpoint, checkpoint_every,
-                     history_every, should_stop)  # fmt: skip
+                     history_every, should_stop, narrow)  # fmt: skip
+
+
+def _check_narrow(narrow: Any) -> list[tuple[float, float]]:
+    """``narrow`` as a list of ``(progress, fraction)``, else ValueError/TypeError."""
+    try:
+        points = [(float(p), float(f)) for p, f in narrow]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"narrow must be a sequence of (progress, fraction) pairs, got {narrow!r}"
+        ) from None
+    last = 0.0
+    for p, f in points:
+        if not (last < p < 1.0 and 0.0 < f <= 1.0):
+            raise ValueError(
+                "narrow must hold (progress, fraction) pairs with progress increasing in "
+                f"(0, 1) and fraction in (0, 1], got {narrow!r}"
+            )
+        last = p
+    return points
 
 
 def _loop(
@@ -297,8 +324,10 @@ def _loop(
     checkpoint_every: float | None,
     history_every: int | None,
     should_stop: Callable[[], bool] | None,
+    narrow: list[tuple[float, float]],
 ) -> OptimizeResult:
-    """The run of :func:`minimize_coherence`: budgets, stop requests, records, checkpoints."""
+    """The run of :func:`minimize_coherence`: budgets, stop requests, records, checkpoints,
+    narrowing."""
     st = opt.state
     every = history_every if history_every is not None else max(1, (steps or 2000) // 200)
     start = time.perf_counter()
@@ -351,9 +380,13 @@ def _loop(
                 break
             by_clock = 0.0 if time_budget is None else now / max(time_budget, 1e-9)
             by_steps = 0.0 if steps is None else st["step"] / max(steps, 1)
+            progress = max(by_steps, by_clock)
+            while st["narrowed"] < len(narrow) and progress >= narrow[st["narrowed"]][0]:
+                opt.narrow(math.ceil(narrow[st["narrowed"]][1] * len(st["active"])))
+                st = opt.state
             if probe is not None:
                 probe.before(now)
-            current = opt.step(max(by_steps, by_clock), poll)
+            current = opt.step(progress, poll)
             if probe is not None:
                 probe.after(now)
             st = opt.state

@@ -200,6 +200,84 @@ def test_a_starting_sharpness_per_packing_runs_each_as_if_alone():
     assert len({round(v, 9) for v in both.restart_similarity}) == 3
 
 
+@pytest.mark.parametrize("block", [1, 2])
+def test_narrowing_keeps_the_best_starts_on_their_own_course_and_the_others_where_they_were(block):
+    from ebv_gen.kernels import max_similarity as exact
+
+    g = torch.Generator().manual_seed(11)
+    Z0 = random_start(8, 10, 5, block=block, dtype=torch.float64, generator=g)
+    starts = torch.linspace(0.1, 5.0, 8, dtype=torch.float64)
+    plain = minimize_coherence(Z0, steps=60, block=block, beta=(starts, 2e3))
+    snaps = []  # the plain run's state after each step: its best maxima at steps 30 and 45
+    minimize_coherence(
+        Z0, steps=60, block=block, beta=(starts, 2e3), checkpoint=snaps.append,
+        checkpoint_every=1e-9, should_stop=lambda: len(snaps) >= 45,
+    )  # fmt: skip
+    at30, at45 = snaps[29], snaps[44]
+    assert (at30["step"], at45["step"]) == (30, 45)
+    cut = minimize_coherence(
+        Z0, steps=60, block=block, beta=(starts, 2e3), narrow=[(0.5, 0.5), (0.75, 0.3)]
+    )
+    assert len(cut.restart_similarity) == 8 and cut.restart_Z.shape == Z0.shape
+    # at step 30 the best four (by their best maxima so far) go on, then ceil(0.3 * 4) = 2 of
+    # those at step 45; every packing runs as if alone, so each stops where the plain run was
+    # and the two last end as in the plain run (to rounding: a batch of fewer packings may
+    # round its products differently)
+    four = sorted(range(8), key=lambda r: (at30["best"][r], r))[:4]
+    two = sorted(four, key=lambda r: (at45["best"][r], r))[:2]
+    for r in range(8):
+        stopped = at30 if r not in four else at45 if r not in two else None
+        if stopped is not None:
+            assert cut.restart_similarity[r] == pytest.approx(stopped["best"][r], abs=1e-13)
+            torch.testing.assert_close(cut.restart_Z[r], stopped["best_Z"][r])
+    for r in two:
+        torch.testing.assert_close(cut.restart_Z[r], plain.restart_Z[r])
+    # the six stopped early end worse than they would have (else nothing was cut)
+    assert all(cut.restart_similarity[r] > plain.restart_similarity[r] for r in range(8)
+               if r not in two)  # fmt: skip
+    # every reported similarity is the exact maximum of the iterate kept for it
+    torch.testing.assert_close(
+        exact(cut.restart_Z, block=block),
+        torch.tensor(cut.restart_similarity, dtype=torch.float64),
+    )
+    assert cut.similarity == min(cut.restart_similarity)
+
+
+def test_a_run_resumed_after_narrowing_reproduces_the_uninterrupted_one():
+    g = torch.Generator().manual_seed(12)
+    Z0 = random_start(6, 9, 4, dtype=torch.float64, generator=g)
+    kw = {"steps": 80, "narrow": [(0.25, 0.5), (0.6, 0.5)]}
+    full = minimize_coherence(Z0, **kw)
+    snaps = []
+    minimize_coherence(
+        Z0, **kw, checkpoint=snaps.append, checkpoint_every=1e-9,
+        should_stop=lambda: len(snaps) >= 40,
+    )  # fmt: skip
+    state = snaps[39]
+    assert state["step"] == 40 and len(state["active"]) == 3 and state["narrowed"] == 1
+    resumed = minimize_coherence(Z0, **kw, state=state)
+    assert resumed.restart_similarity == full.restart_similarity
+    assert torch.equal(resumed.restart_Z, full.restart_Z)
+
+
+@pytest.mark.parametrize(
+    ("narrow", "err"),
+    [
+        ([(0.5, 0.0)], ValueError),
+        ([(0.0, 0.5)], ValueError),
+        ([(1.0, 0.5)], ValueError),
+        ([(0.6, 0.5), (0.4, 0.5)], ValueError),
+        ([(0.5, 1.5)], ValueError),
+        ([0.5], TypeError),
+        (0.5, TypeError),
+    ],
+)
+def test_bad_narrowing_is_refused_naming_narrow(narrow, err):
+    Z0 = random_start(2, 6, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(err, match="narrow"):
+        minimize_coherence(Z0, steps=5, narrow=narrow)
+
+
 def test_any_real_number_is_a_sharpness():
     import numpy as np
 
@@ -310,6 +388,14 @@ def test_optimizer_state_dict_round_trip_and_old_format_refused():
     old = {k: v for k, v in a.state_dict().items() if k != "format"}
     with pytest.raises(ValueError, match="older version"):
         b.load_state_dict(old)
+    # the format before narrowing (no active/narrowed) is read as every packing active
+    two = {k: v for k, v in a.state_dict().items() if k not in ("active", "narrowed")}
+    c = CoherenceAdam(Z0)
+    c.load_state_dict({**two, "format": "ebv_gen.CoherenceAdam/2"})
+    assert c.state["active"] == [0, 1] and c.state["narrowed"] == 0
+    a.step(0.95)
+    c.step(0.95)
+    assert torch.equal(a.state["Z"], c.state["Z"])
     with pytest.raises(ValueError, match="shape"):
         CoherenceAdam(Z0[:1]).load_state_dict(a.state_dict())
 

@@ -299,6 +299,8 @@ def test_with_a_time_budget_the_round_size_is_capped_so_a_whole_exploration_fits
 
     clock = [0.0]
     monkeypatch.setattr(ms, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    # (with narrowing, the timed cost is scaled by _narrowed_cost: tested below)
+    monkeypatch.setattr(ms, "EXPLORE_NARROW", ())
 
     class Timed(ms.CoherenceAdam):
         def step(self, progress, poll=None):
@@ -330,6 +332,38 @@ def test_with_a_time_budget_the_round_size_is_capped_so_a_whole_exploration_fits
     seen.clear()
     run(steps=ONE_ROUND)
     assert seen[0] == 16
+
+
+def test_the_cost_of_a_narrowed_exploration_is_between_its_linear_share_and_one():
+    import ebv_gen.multistart as ms
+
+    assert ms._narrowed_cost(()) == 1.0
+    # half the schedule at the full batch, the rest at half: 0.75 linear, (1 + 0.75) / 2 in all
+    assert math.isclose(ms._narrowed_cost([(0.5, 0.5)]), 0.875)
+    narrow = ((0.5, 0.5), (0.7, 0.5), (0.85, 0.5))
+    linear = 0.5 + 0.2 * 0.5 + 0.15 * 0.25 + 0.15 * 0.125
+    assert math.isclose(ms._narrowed_cost(narrow), (1 + linear) / 2)
+
+
+def test_explorations_narrow_only_when_asked_and_the_result_stays_exact(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    seen, real = [], ms.minimize_coherence
+
+    def optimiser(Z, **kw):
+        if kw.get("lr") is None:  # the exploration
+            seen.append(kw.get("narrow"))
+        return real(Z, **kw)
+
+    monkeypatch.setattr(ms, "minimize_coherence", optimiser)
+    run(steps=ONE_ROUND)
+    assert seen == [()]  # off by default
+    monkeypatch.setattr(ms, "EXPLORE_NARROW", ((0.5, 0.5),))
+    res = run(steps=ONE_ROUND)
+    assert seen[1:] == [((0.5, 0.5),)]
+    s = (res.Z @ res.Z.T) ** 2
+    s.fill_diagonal_(-1)
+    assert res.similarity == pytest.approx(float(s.max()), abs=1e-15)
 
 
 def test_start_sharpness_spreads_every_run_of_starts_over_two_decades_about_its_centre():
