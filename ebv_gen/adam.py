@@ -33,7 +33,8 @@ from .sharding import Shard
 
 __all__ = ["STATE_FORMAT", "CoherenceAdam"]
 
-#: Version of :meth:`CoherenceAdam.state_dict`; other versions are refused on load.
+#: Version of :meth:`CoherenceAdam.state_dict`; on load, other versions but the one before
+#: (:data:`_UNNARROWED_FORMAT`) are refused.
 STATE_FORMAT = "ebv_gen.CoherenceAdam/3"
 #: The format before :meth:`CoherenceAdam.narrow` (no ``active``/``narrowed``): still read.
 _UNNARROWED_FORMAT = "ebv_gen.CoherenceAdam/2"
@@ -209,8 +210,9 @@ class CoherenceAdam:
     def step(self, progress: float, poll: Callable[[], bool] | None = None) -> list[float]:
         """One step at schedule position ``progress`` in ``[0, 1]``.
 
-        Returns the exact maximum similarity of every packing *before* the step (the one host
-        synchronisation), after recording the improvements in ``state["best"]`` and
+        Returns the exact maximum similarity of every active packing (all of them unless
+        :meth:`narrow` was called; in the order of ``state["active"]``) *before* the step
+        (the one host synchronisation), after recording the improvements in ``state["best"]`` and
         ``state["best_Z"]``. ``poll`` is checked between tiles: True raises
         :class:`ebv_gen.kernels.Stopped` and leaves the state as it was before the step.
         """
@@ -281,17 +283,20 @@ class CoherenceAdam:
         of a group narrows alike."""
         count = check_int("count", count, minimum=1)
         st = self.state
-        st["narrowed"] += 1
         active = st["active"]
-        if count >= len(active):
-            return
-        order = sorted(range(len(active)), key=lambda i: (st["best"][active[i]], i))
-        keep = sorted(order[:count])
-        idx = torch.tensor(keep, device=self.device)
-        for key in ("Z", "m1", "m2", "shift"):
-            st[key] = st[key][idx]
-        st["active"] = [active[i] for i in keep]
-        self._narrow_beta()
+        if count < len(active):
+            order = sorted(range(len(active)), key=lambda i: (st["best"][active[i]], i))
+            keep = sorted(order[:count])
+            idx = torch.tensor(keep, device=self.device)
+            # the new state is built first and set in one update, so that an interrupt
+            # (whose checkpoint is written from the state) never sees half of it
+            new = {key: st[key][idx] for key in ("Z", "m1", "m2", "shift")}
+            new["active"] = [active[i] for i in keep]
+            new["narrowed"] = st["narrowed"] + 1
+            st.update(new)
+            self._narrow_beta()
+        else:
+            st["narrowed"] += 1
 
     def _narrow_beta(self) -> None:
         """The starting sharpnesses of the active packings."""
@@ -336,8 +341,9 @@ class CoherenceAdam:
             state = {**state, "active": list(range(len(state["best"]))), "narrowed": 0}
         elif fmt != STATE_FORMAT:
             raise ValueError(
-                f"state has format {fmt!r}, this version reads {STATE_FORMAT!r} (a checkpoint "
-                "of an older version): start the run again without resuming"
+                f"state has format {fmt!r}, this version reads {STATE_FORMAT!r} and "
+                f"{_UNNARROWED_FORMAT!r} (a checkpoint of an older version): start the run "
+                "again without resuming"
             )
         mine = (self.block, self.mode, self.shard.rank, self.shard.world)
         theirs = (state["block"], state["mode"], state["rank"], state["world"])
@@ -349,6 +355,16 @@ class CoherenceAdam:
             raise ValueError(
                 f"state holds packings of shape {tuple(state['best_Z'].shape)}, this optimiser "
                 f"{tuple(self.state['best_Z'].shape)}"
+            )
+        R, active = len(self.state["best"]), list(state["active"])
+        if (
+            active != sorted(set(active))
+            or not all(0 <= i < R for i in active)
+            or any(state[key].shape[0] != len(active) for key in ("Z", "m1", "m2", "shift"))
+        ):
+            raise ValueError(
+                f"state's active packings {active} do not fit its {R} packings and the rows "
+                "of its iterates (a damaged checkpoint)"
             )
         for key in self.state:
             value = state[key]

@@ -163,14 +163,14 @@ _CALIBRATE = True
 
 #: Successive halving in each exploration (``narrow`` of
 #: :func:`ebv_gen.optimize.minimize_coherence`), off by default. Halfway through the schedule
-#: the rank of a start already tells much: in one exploration each of 33..100 lines in
-#: R^3..R^7 (60 to 256 starts), the start that ended best ranked in the better half (at worst
-#: 77th of 256) at half the schedule and in the best 15% at 0.7. But halving at 0.5, 0.7 and
-#: 0.85 (an exploration then costs about 0.75 of its full batch's, so the calibrated batch
-#: grows by a third) did no better on 16 hard entries of Sloane's table (33..100 lines in
-#: R^3..R^7, two seeds, 10 s each): 12 of 32 matched to 1e-6 and 6 more than 1e-3 above,
-#: against 13 and 5 without; 80 lines in R^5 and R^7 ended further above. So every start runs
-#: its whole schedule.
+#: the rank of a start already tells much: in one exploration each of 33..100 lines in R^3..R^7
+#: (60 to 256 starts), the start that ended best ranked in the better half (at worst 77th of
+#: 256) at half the schedule and in the best 15% at 0.7. But halving at 0.5, 0.7 and 0.85 (an
+#: exploration then costs 0.83 of its full batch's by ``_narrowed_cost``, so where the time
+#: caps the batch it grows by a fifth) did no better on 16 hard entries of Sloane's table
+#: (33..100 lines in R^3..R^7, two seeds, 10 s each): 12 of 32 matched to 1e-6 and 6 more than
+#: 1e-3 above, against 13 and 5 without; 80 lines in R^5 and R^7 ended further above. So every
+#: start runs its whole schedule.
 EXPLORE_NARROW: tuple[tuple[float, float], ...] = ()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -140,6 +141,11 @@ class _ThreadProbe:
             torch.set_num_threads(self.current)
         self.t0 = time.perf_counter()
 
+    def restart(self, now: float) -> None:
+        """Time both again from the next step on (the batch has changed: after narrowing),
+        dropping the timings of a probe in progress."""
+        self.queue, self.times, self.next_probe = [], {}, now
+
     def after(self, now: float) -> None:
         """Record the step's time while probing; choose once both are timed."""
         if not self.times:
@@ -260,11 +266,14 @@ def minimize_coherence(
         the same on every rank. ``should_stop`` must then agree across ranks (it is combined
         between steps; within a step a rank's request stops at the next step).
     narrow
-        ``(progress, fraction)`` pairs, progress increasing in ``(0, 1)``: once the schedule
-        reaches ``progress``, only the ``ceil(fraction * R')`` of the ``R'`` packings still
-        optimised with the smallest best maxima go on (:meth:`CoherenceAdam.narrow`,
-        successive halving); the others keep their best iterate. ``R`` packings cost the
-        steps before the first point, fewer after. Default: none.
+        ``(progress, fraction)`` pairs, progress increasing in ``(0, 1)`` and fraction in
+        ``(0, 1]``: once the schedule reaches ``progress``, only the ``ceil(fraction * R')``
+        of the ``R'`` packings still optimised with the smallest best maxima go on
+        (:meth:`CoherenceAdam.narrow`, successive halving); the others keep their best
+        iterate. ``R`` packings cost the steps before the first point, fewer after. The
+        ranking is by the best maxima measured so far (each step measures the iterate it
+        starts from), so a packing stopped keeps the best of its iterates before the last
+        step. Default: none.
 
     Returns
     -------
@@ -298,11 +307,17 @@ def minimize_coherence(
 def _check_narrow(narrow: Any) -> list[tuple[float, float]]:
     """``narrow`` as a list of ``(progress, fraction)``, else ValueError/TypeError."""
     try:
-        points = [(float(p), float(f)) for p, f in narrow]
+        points = [(p, f) for p, f in narrow]
     except (TypeError, ValueError):
         raise TypeError(
             f"narrow must be a sequence of (progress, fraction) pairs, got {narrow!r}"
         ) from None
+    for pair in points:
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in pair):
+            raise TypeError(
+                f"narrow must hold (progress, fraction) pairs of real numbers, got {narrow!r}"
+            )
+    points = [(float(p), float(f)) for p, f in points]
     last = 0.0
     for p, f in points:
         if not (last < p < 1.0 and 0.0 < f <= 1.0):
@@ -363,7 +378,8 @@ def _loop(
         and opt.device.type == "cpu"
         and not opt.shard.distributed
         and threads == _MEDIUM_THREADS
-        and _SMALL_WORK < _step_work(opt.state["Z"]) <= _MEDIUM_WORK
+        # the whole batch's work, as chose the threads (a resumed run may be narrowed)
+        and _SMALL_WORK < _step_work(opt.state["best_Z"]) <= _MEDIUM_WORK
     ):
         probe = _ThreadProbe(threads)
     try:
@@ -382,8 +398,11 @@ def _loop(
             by_steps = 0.0 if steps is None else st["step"] / max(steps, 1)
             progress = max(by_steps, by_clock)
             while st["narrowed"] < len(narrow) and progress >= narrow[st["narrowed"]][0]:
-                opt.narrow(math.ceil(narrow[st["narrowed"]][1] * len(st["active"])))
+                # (rounded first: 0.07 * 100 is 7.000000000000001, which would keep 8)
+                opt.narrow(math.ceil(round(narrow[st["narrowed"]][1] * len(st["active"]), 9)))
                 st = opt.state
+                if probe is not None:
+                    probe.restart(now)
             if probe is not None:
                 probe.before(now)
             current = opt.step(progress, poll)

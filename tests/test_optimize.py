@@ -246,7 +246,9 @@ def test_narrowing_keeps_the_best_starts_on_their_own_course_and_the_others_wher
 def test_a_run_resumed_after_narrowing_reproduces_the_uninterrupted_one():
     g = torch.Generator().manual_seed(12)
     Z0 = random_start(6, 9, 4, dtype=torch.float64, generator=g)
-    kw = {"steps": 80, "narrow": [(0.25, 0.5), (0.6, 0.5)]}
+    # a start of beta per packing: after a resume each active packing keeps its own
+    starts = torch.linspace(0.2, 2.0, 6, dtype=torch.float64)
+    kw = {"steps": 80, "narrow": [(0.25, 0.5), (0.6, 0.5)], "beta": (starts, 2e3)}
     full = minimize_coherence(Z0, **kw)
     snaps = []
     minimize_coherence(
@@ -258,6 +260,22 @@ def test_a_run_resumed_after_narrowing_reproduces_the_uninterrupted_one():
     resumed = minimize_coherence(Z0, **kw, state=state)
     assert resumed.restart_similarity == full.restart_similarity
     assert torch.equal(resumed.restart_Z, full.restart_Z)
+    # a damaged state (its active packings not fitting its iterates) is refused
+    from ebv_gen.optimize import CoherenceAdam
+
+    for bad in ([0, 1], [2, 1, 0], [0, 1, 9]):
+        with pytest.raises(ValueError, match="active packings"):
+            CoherenceAdam(Z0).load_state_dict({**state, "active": bad})
+
+
+def test_the_count_kept_is_the_ceiling_of_the_exact_share():
+    # 0.07 * 100 is 7.000000000000001 in floating point: 7 go on, not 8
+    Z0 = random_start(100, 4, 3, generator=torch.Generator().manual_seed(0))
+    snaps = []
+    minimize_coherence(
+        Z0, steps=4, narrow=[(0.5, 0.07)], checkpoint=snaps.append, checkpoint_every=1e-9
+    )
+    assert len(snaps[-1]["active"]) == 7
 
 
 @pytest.mark.parametrize(
@@ -270,6 +288,8 @@ def test_a_run_resumed_after_narrowing_reproduces_the_uninterrupted_one():
         ([(0.5, 1.5)], ValueError),
         ([0.5], TypeError),
         (0.5, TypeError),
+        ([(0.5, True)], TypeError),
+        ([("0.5", 0.5)], TypeError),
     ],
 )
 def test_bad_narrowing_is_refused_naming_narrow(narrow, err):
@@ -446,6 +466,15 @@ def test_the_thread_probe_goes_on_with_the_faster_and_probes_again_later(monkeyp
         cost.update({2: 0.001})  # the load is gone: the next probe, after _PROBE_EVERY s
         later = steps(int(op._PROBE_EVERY / cost[1]) + 2 * op._PROBE_STEPS + 10)
         assert probe.chosen == 2 and later[-1] == 2
+        # after narrowing the batch is another: a probe starts at once, midway ones dropped
+        probe.next_probe = clock[0]
+        steps(3)
+        assert probe.queue  # a probe in progress
+        probe.restart(clock[0])
+        cost.update({2: 0.05})
+        again = steps(2 * op._PROBE_STEPS + 1)
+        assert again[: 2 * op._PROBE_STEPS] == [2] * op._PROBE_STEPS + [1] * op._PROBE_STEPS
+        assert probe.chosen == 1
     finally:
         torch.set_num_threads(old)
 
