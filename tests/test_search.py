@@ -61,6 +61,22 @@ def test_a_structured_start_can_win_and_is_named():
     assert math.sqrt(res.similarity) == pytest.approx(0.5, abs=1e-12)
 
 
+def test_small_packings_finish_three_restarts_a_round_larger_ones_one(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    assert ms.finishes_per_round(ms.FINISH_SMALL_POINTS) == ms.FINISH_PER_ROUND_SMALL == 3
+    assert ms.finishes_per_round(ms.FINISH_SMALL_POINTS + 1) == ms.FINISH_PER_ROUND == 1
+    assert ms.finishes_per_round(4, block=2) == 1  # subspaces: one, whatever their size
+    monkeypatch.setattr(ms, "_FINISH_REACH", math.inf)  # every picked restart is finished
+    small = run(steps=ONE_ROUND)
+    assert small.rounds == 1 and small.finishes == 3
+    large = multistart(
+        31, 4, generator=torch.Generator().manual_seed(0), restarts=8,
+        steps=round_steps(31) + REFINE_STEPS,
+    )  # fmt: skip
+    assert large.rounds == 1 and large.finishes == 1
+
+
 def test_a_short_step_budget_keeps_the_surrogates_best_unfinished():
     res = run(steps=40)
     assert res.steps == 40 and res.rounds == 1 and res.finishes == 0
@@ -273,6 +289,7 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
 
     monkeypatch.setattr(ms, "minimize_coherence", optimiser)
     monkeypatch.setattr(ms, "minimax_finish", finish)
+    monkeypatch.setattr(ms, "FINISH_PER_ROUND_SMALL", 1)  # one finish a round: 0.05 s
     res = run(time_budget=3.0)
     per_round = round_steps(14)
     # before, the explorations shrank to a third of what was left (a compressed schedule)
