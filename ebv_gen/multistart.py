@@ -6,7 +6,7 @@ decimal. The search spends the budget in *rounds*. Each round optimises a batch 
 side by side with :func:`ebv_gen.optimize.minimize_coherence` (a short, full temperature
 schedule: enough to pick the basin, not to solve it; each start anneals from a sharpness of its
 own, :func:`start_sharpness`, to :data:`EXPLORE_BETA_END`), then polishes the best restart
-(the best three distinct ones for at most 30 points, :func:`finishes_per_round`) with
+(up to three distinct ones for at most 30 vectors, :func:`finishes_per_round`) with
 :func:`ebv_gen.finish.minimax_finish`, which lands on the basin's exact optimum.
 The starts of a round are
 
@@ -79,23 +79,29 @@ ROUND_STEPS_PER_POINT = 25
 ROUND_STEPS_MIN = 300
 ROUND_STEPS_MAX = 2500
 
-#: The restarts finished per round: the best ones whose similarities differ (distinct basins).
-#: One: a finish of a few dozen lines in R^5..R^7 takes 0.2-2 s (its linear programmes 40-100
-#: ms each), and from a refined start it rarely changes the ranking of the restarts, so that
-#: the time of the others goes to more starts. On 16 hard entries of Sloane's table (33..80
-#: lines in R^3..R^7, two seeds, 10 s each, in one session) one finish per round matched 13
-#: of the 32 runs, with 2 more than 1e-3 above, against 10 and 3 with three per round.
+#: The restarts finished per round past :data:`FINISH_SMALL_POINTS` vectors: the best ones whose
+#: similarities differ (distinct basins). One: a finish of a few dozen lines in R^5..R^7 takes 0.2-2
+#: s (its linear programmes 40-100 ms each), and from a refined start it rarely changes the ranking
+#: of the restarts, so that the time of the others goes to more starts. On 16 hard entries of
+#: Sloane's table (33..80 lines in R^3..R^7, two seeds, 10 s each, in one session) one finish per
+#: round matched 13 of the 32 runs, with 2 more than 1e-3 above, against 10 and 3 with three per
+#: round.
 FINISH_PER_ROUND = 1
 
-#: Up to :data:`FINISH_SMALL_POINTS` points (vectors only, ``k = 1``) a round finishes this
-#: many instead: there a finish is cheap beside the round (0.2-0.6 s for 16..30 lines in R^7
-#: and R^8, 12 ms a linear programme), and neither the exploration's nor the refine's ranking
-#: tells the basins apart (of 32 refined restarts of 17 lines in R^7, the one whose finish
-#: beat Sloane's table ranked sixth). On the 20 entries of Sloane's table with 16..30 lines in
-#: R^7 and R^8 that no construction meets (four seeds, 10 s each, in one session) three
-#: finishes a round matched 44 of the 80 runs against 40 with one (never fewer for a seed),
-#: with 4 more than 1e-3 above either way; 16 lines in R^7 beat the table by 3.6e-7 in two.
-#: Six did no better (10 and 10 of 20 for the first two seeds, against 10 and 11 with three).
+#: Up to :data:`FINISH_SMALL_POINTS` vectors (``k = 1``) a round refines and finishes this many
+#: instead, each if it is within reach (:data:`_FINISH_REACH`) and not in the basin of one finished
+#: before it in the round (its refined similarity within :data:`_SAME_BASIN`: the refine often takes
+#: several picked restarts into one basin). A finish is cheaper there (0.2-0.7 s for 16 and 17 lines
+#: in R^7, 12-15 ms a linear programme; up to 1.3 s for 24 lines in R^8, 35-45 ms, where three
+#: finishes took 3.4 s of a 4.6 s first round), and neither the exploration's nor the refine's
+#: ranking tells the basins apart (of 32 refined restarts of 17 lines in R^7, the one whose finish
+#: beat Sloane's table ranked sixth). On the 20 entries of Sloane's table with 16..30 lines in R^7
+#: and R^8 that no construction meets (four seeds, 10 s each, in one session) three finishes a round
+#: matched 44 of the 80 runs against 40 with one (never fewer for a seed), with 4 more than 1e-3
+#: above either way; 16 lines in R^7 beat the table by 3.6e-7 in two. Six did no better (10 and 10
+#: of 20 for the first two seeds, against 10 and 11 with three). Measured for lines in R^7 and R^8;
+#: smaller dimensions and points on the sphere follow the same rule with fewer checks (12..28 lines
+#: in R^3..R^6, one seed: 19 of 20 matched; the Tammes optima of 5..14 and 24 points: 11 of 11).
 FINISH_PER_ROUND_SMALL = 3
 FINISH_SMALL_POINTS = 30
 
@@ -682,7 +688,12 @@ def multistart(
         # a finish from a start the refine did not reach is slow and rarely lands: with a step
         # budget too small for a full round, the surrogate's best is kept as it is
         unrefined = steps is not None and refine < REFINE_STEPS
+        # the similarities of the refined restarts finished this round: the refine often takes
+        # several picked restarts into one basin, whose finish would only be repeated
+        finished: list[float] = []
         for Zc, sc, idx in sorted(candidates, key=lambda c: c[1]):
+            if target is not None and best <= target + _TARGET_SLACK:
+                break  # the bound is reached: nothing can beat it
             if reach and sc > best + _FINISH_REACH * reach:
                 continue  # too far behind for its finish to win (:data:`_FINISH_REACH`)
             if interrupted or unrefined or (time_budget is not None and remaining() <= 0):
@@ -691,6 +702,9 @@ def multistart(
                     best, best_Z, origin = sc, Zc.to(torch.float64), names[idx]
                     unfinished = True
                 continue
+            if any(abs(sc - f) <= _SAME_BASIN * max(1.0, abs(sc)) for f in finished):
+                continue  # the basin of a restart already finished this round
+            finished.append(sc)
             fin = minimax_finish(
                 Zc,
                 block=block,

@@ -77,6 +77,45 @@ def test_small_packings_finish_three_restarts_a_round_larger_ones_one(monkeypatc
     assert large.rounds == 1 and large.finishes == 1
 
 
+def test_restarts_the_refine_took_into_one_basin_are_finished_once(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    real = ms.minimize_coherence
+
+    def one_basin(Z, **kw):
+        out = real(Z, **kw)
+        if kw.get("lr") is not None:  # the refine: every picked restart ends in the first's basin
+            out.restart_Z = out.restart_Z[:1].expand_as(out.restart_Z).clone()
+            out.restart_similarity = [out.restart_similarity[0]] * len(out.restart_similarity)
+        return out
+
+    monkeypatch.setattr(ms, "minimize_coherence", one_basin)
+    monkeypatch.setattr(ms, "_FINISH_REACH", math.inf)
+    res = run(steps=2 * ONE_ROUND)
+    assert res.rounds == 2 and res.finishes == 2  # one a round, not three
+
+
+def test_a_search_that_reaches_its_target_finishes_nothing_more(monkeypatch):
+    import ebv_gen.multistart as ms
+
+    monkeypatch.setattr(ms, "_FINISH_REACH", math.inf)
+    # 9 points on the sphere in R^5 reach the bound 0 (part of the orthoplex) in the first
+    # finish; without the target the round finishes three restarts
+    kw = {"mode": "sphere", "restarts": 16, "steps": round_steps(9) + REFINE_STEPS}
+    free = multistart(9, 5, generator=torch.Generator().manual_seed(0), **kw)
+    assert free.finishes == 3
+    res = multistart(9, 5, generator=torch.Generator().manual_seed(0), target=0.0, **kw)
+    assert res.similarity <= 1e-10 and res.finishes == 1
+
+
+def test_subspaces_finish_one_restart_a_round():
+    res = multistart(
+        6, 4, block=2, generator=torch.Generator().manual_seed(0), restarts=8,
+        steps=round_steps(6) + REFINE_STEPS,
+    )  # fmt: skip
+    assert res.rounds == 1 and res.finishes == 1
+
+
 def test_a_short_step_budget_keeps_the_surrogates_best_unfinished():
     res = run(steps=40)
     assert res.steps == 40 and res.rounds == 1 and res.finishes == 0
@@ -289,7 +328,7 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
 
     monkeypatch.setattr(ms, "minimize_coherence", optimiser)
     monkeypatch.setattr(ms, "minimax_finish", finish)
-    monkeypatch.setattr(ms, "FINISH_PER_ROUND_SMALL", 1)  # one finish a round: 0.05 s
+    monkeypatch.setattr(ms, "FINISH_PER_ROUND_SMALL", 1)
     res = run(time_budget=3.0)
     per_round = round_steps(14)
     # before, the explorations shrank to a third of what was left (a compressed schedule)
