@@ -429,6 +429,16 @@ def drop_points(Z: torch.Tensor, count: int, mode: str = "lines") -> torch.Tenso
     return Z
 
 
+def _same_basin(a: float, b: float) -> bool:
+    """Whether two similarities agree to :data:`_SAME_BASIN` (relative): the same basin."""
+    return abs(a - b) <= _SAME_BASIN * max(1.0, abs(a))
+
+
+def _reached(best: float, target: float | None) -> bool:
+    """Whether ``best`` is within :data:`_TARGET_SLACK` of the target (nothing beats it)."""
+    return target is not None and best <= target + _TARGET_SLACK
+
+
 def _distinct_best(similarities: Sequence[float], count: int) -> list[int]:
     """Indices of the ``count`` smallest similarities, at most one per basin."""
     order = sorted(range(len(similarities)), key=lambda i: similarities[i])
@@ -437,7 +447,7 @@ def _distinct_best(similarities: Sequence[float], count: int) -> list[int]:
         s = similarities[i]
         if not math.isfinite(s):
             continue
-        if all(abs(s - similarities[j]) > _SAME_BASIN * max(1.0, abs(s)) for j in picked):
+        if not any(_same_basin(s, similarities[j]) for j in picked):
             picked.append(i)
         if len(picked) == count:
             break
@@ -557,7 +567,7 @@ def multistart(
             break
         if time_budget is not None and remaining() <= 0:
             break
-        if target is not None and best <= target + _TARGET_SLACK:
+        if _reached(best, target):
             break
         if should_stop is not None and should_stop():
             interrupted = True
@@ -692,7 +702,7 @@ def multistart(
         # several picked restarts into one basin, whose finish would only be repeated
         finished: list[float] = []
         for Zc, sc, idx in sorted(candidates, key=lambda c: c[1]):
-            if target is not None and best <= target + _TARGET_SLACK:
+            if _reached(best, target):
                 break  # the bound is reached: nothing can beat it
             if reach and sc > best + _FINISH_REACH * reach:
                 continue  # too far behind for its finish to win (:data:`_FINISH_REACH`)
@@ -702,7 +712,7 @@ def multistart(
                     best, best_Z, origin = sc, Zc.to(torch.float64), names[idx]
                     unfinished = True
                 continue
-            if any(abs(sc - f) <= _SAME_BASIN * max(1.0, abs(sc)) for f in finished):
+            if any(_same_basin(sc, f) for f in finished):
                 continue  # the basin of a restart already finished this round
             finished.append(sc)
             fin = minimax_finish(

@@ -328,7 +328,7 @@ def test_with_a_time_budget_rounds_run_whole_schedules_and_the_last_has_fewer_st
 
     monkeypatch.setattr(ms, "minimize_coherence", optimiser)
     monkeypatch.setattr(ms, "minimax_finish", finish)
-    monkeypatch.setattr(ms, "FINISH_PER_ROUND_SMALL", 1)
+    monkeypatch.setattr(ms, "FINISH_PER_ROUND_SMALL", 1)  # the rounds below count one finish
     res = run(time_budget=3.0)
     per_round = round_steps(14)
     # before, the explorations shrank to a third of what was left (a compressed schedule)
