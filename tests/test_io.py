@@ -211,3 +211,38 @@ def test_gitignore_covers_the_files_the_readme_command_writes():
     if done.returncode == 128:
         pytest.skip("not a git checkout")
     assert done.stdout.split() == names
+
+
+def test_a_rank_that_cannot_resume_leaves_no_cycle_holding_its_group(tmp_path, monkeypatch):
+    # the refusing rank's exception must not keep the frames that hold the process group
+    # alive after it is handled: collected at interpreter exit, gloo's destructor may abort
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    from ebv_gen.checkpoints import resume_checkpoint, search_path
+    from ebv_gen.io import save_checkpoint
+
+    class Group:  # stands for the process group (rank 1 of 2)
+        pass
+
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(
+        dist,
+        "all_gather_object",
+        lambda out, obj, group=None: out.__setitem__(slice(None), [None, obj]),
+    )
+    path = tmp_path / "run.ckpt.pt"
+    save_checkpoint(search_path(path, 1, 2), {"meta": {"seed": 99}, "state": {}})
+    group = Group()
+    alive = weakref.ref(group)
+    gc.disable()
+    try:
+        with pytest.raises(ValueError, match="seed=99"):
+            resume_checkpoint(path, {"seed": 3}, ["seed"], group=group)
+        del group
+        assert alive() is None  # freed at once, not by the collector
+    finally:
+        gc.enable()
