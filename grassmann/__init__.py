@@ -22,7 +22,13 @@ from grassmann.coherence import (
     subspace_coherence,
 )
 from grassmann.constructions import known_optimal
-from grassmann.designs import devore_frame, hadamard, steiner_etf
+from grassmann.designs import (
+    devore_frame,
+    hadamard,
+    steiner_etf,
+    triple_packing,
+    triple_packing_frame,
+)
 from grassmann.heads import EBVHead, FixedClassifierHead, GrassmannHead, reorthonormalize_
 from grassmann.manifold import Grassmann
 from grassmann.mubs import (
@@ -80,6 +86,8 @@ __all__ = [
     "kasami",
     "dual_bch",
     "steiner_etf",
+    "triple_packing",
+    "triple_packing_frame",
     "hadamard",
     "devore_frame",
     "bounds",

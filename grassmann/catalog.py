@@ -40,7 +40,15 @@ from . import constructions as _c
 from ._finite_fields import prime_power
 from ._validation import check_choice, check_dtype, check_int
 from .bounds import lower_bound
-from .designs import devore_frame, hadamard, hadamard_order, steiner_etf, steiner_etf_size
+from .designs import (
+    devore_frame,
+    hadamard,
+    hadamard_order,
+    steiner_etf,
+    steiner_etf_size,
+    triple_packing_frame,
+    triple_packing_size,
+)
 from .mubs import embedded_mubs, mub_coherence, punctured_mub_coherence, punctured_mubs
 from .sequences import TraceCode, _family_frame, _fill, trace_code
 
@@ -352,6 +360,21 @@ def _steiner(num: int, dim: int) -> Iterator[_Spec]:
         )  # fmt: skip
 
 
+def _triples(num: int, dim: int) -> Iterator[_Spec]:
+    """The packing of triples on all ``dim`` points (:func:`grassmann.designs.triple_packing_frame`:
+    ``1/3`` on every number of points; all of them, so that a subset of it, as a start of the
+    search, spans ``R^dim``). Building it costs ``O(dim^2) <= O(num dim)``."""
+    size = 4 * triple_packing_size(dim) if dim >= 3 else 0
+    if size >= num:
+        yield _Spec(
+            "triple_packing", f"triple_packing_frame({dim})",
+            "packings of triples (Bose 1939, Skolem 1958; Lindner & Rodger 2008, Ch. 1) "
+            "with the Steiner ETF construction (Fickus, Mixon & Tremain 2012)",
+            dim, size, 1.0 / 3.0,
+            _padded(lambda n, dt, dev: triple_packing_frame(dim, n, dtype=dt, device=dev)),
+        )  # fmt: skip
+
+
 @lru_cache(maxsize=1)
 def _steiner_complements() -> tuple[tuple[int, str, int, int, float], ...]:
     """``(v, design, N, b, mu)`` of the Steiner ETFs with ``N <= EIGH_LIMIT``."""
@@ -491,6 +514,7 @@ def _lines_specs(num: int, dim: int) -> list[_Spec]:
     specs += _roots(num, dim, "lines")
     specs += _paley(num, dim)
     specs += _steiner(num, dim)
+    specs += _triples(num, dim)
     specs += _flat(num, dim)
     specs += _devore(num, dim)
     return specs

@@ -1,4 +1,5 @@
-r"""Frames from combinatorial designs: Hadamard matrices, Steiner ETFs and DeVore's frames.
+r"""Frames from combinatorial designs: Hadamard matrices, Steiner ETFs, packings of triples and
+DeVore's frames.
 
 * :func:`hadamard`: Hadamard matrices ``H H^T = n I`` of the orders Sylvester's doubling and
   Paley's two constructions reach (every multiple of 4 up to 88, and most beyond).
@@ -11,6 +12,10 @@ r"""Frames from combinatorial designs: Hadamard matrices, Steiner ETFs and DeVor
   ``(1024, 496)`` at ``1/31``), and the lines of the projective space PG(k-1, 2) (``v = 2^k -
   1``, triples: ``(v 2^{k-1}, v (2^{k-1} - 1)/3)``, ``mu = 1/(2^{k-1} - 1)``; ``k = 3`` is the
   Fano plane and the 28 lines of ``R^7``).
+* :func:`triple_packing_frame`: the same construction with points and blocks exchanged, on a
+  packing of triples (any two share at most one point; Steiner triple systems by Bose's and
+  Skolem's constructions, less a point or two): ``4 b`` unit vectors in ``R^v`` at coherence
+  exactly ``1/3``, ``b ~ v^2/6`` (32 lines in ``R^8``, 48 in ``R^9``, 104 in ``R^13``).
 * :func:`devore_frame`: DeVore (2007, "Deterministic constructions of compressed sensing
   matrices", J. Complexity 23): the graphs ``{(x, f(x))}`` of the polynomials of degree
   ``<= r`` over GF(q) as 0/1 vectors in ``R^{q^2}``: ``q^{r+1}`` vectors with coherence
@@ -34,6 +39,9 @@ __all__ = [
     "hadamard_order",
     "steiner_etf",
     "steiner_etf_size",
+    "triple_packing",
+    "triple_packing_frame",
+    "triple_packing_size",
 ]
 
 
@@ -219,14 +227,133 @@ def steiner_etf(
         raise ValueError(f"steiner_etf(design={design!r}) needs v to be {allowed}, got v={v}")
     num = size[0] if num is None else check_int("num", num, minimum=1, maximum=size[0])
     inc, b = _steiner_system(v, design)
-    r = inc.shape[1]
-    points = -(-num // (r + 1))
-    dtype = check_dtype("dtype", dtype)
-    flat = hadamard(r + 1, dtype=dtype, device=device)[:, 1:] / math.sqrt(r)  # (r + 1, r)
-    out = torch.zeros(points, r + 1, b, dtype=dtype, device=device)
-    cols = torch.as_tensor(inc[:points], device=out.device)[:, None, :].expand(-1, r + 1, r)
-    out.scatter_(2, cols, flat[None].expand(points, r + 1, r))
-    return out.reshape(points * (r + 1), b)[:num]
+    return _flat_simplices(inc, b, num, check_dtype("dtype", dtype), device)
+
+
+def _flat_simplices(groups: np.ndarray, width: int, num: int, dtype, device) -> torch.Tensor:
+    """The first ``num`` rows of ``g (k + 1)`` unit vectors in ``R^width``: for each row of
+    ``groups`` (``(g, k)`` distinct coordinates), the ``k + 1`` rows of a normalised Hadamard
+    matrix of order ``k + 1`` without its all-ones column, scaled by ``1/sqrt(k)``, on those
+    ``k`` coordinates. Rows of one group have inner product ``-1/k``; rows of two groups that
+    share ``s`` coordinates have ``|<v, w>| <= s/k``."""
+    k = groups.shape[1]
+    count = -(-num // (k + 1))
+    flat = hadamard(k + 1, dtype=dtype, device=device)[:, 1:] / math.sqrt(k)  # (k + 1, k)
+    out = torch.zeros(count, k + 1, width, dtype=dtype, device=device)
+    cols = torch.as_tensor(groups[:count], device=out.device)[:, None, :].expand(-1, k + 1, k)
+    out.scatter_(2, cols, flat[None].expand(count, k + 1, k))
+    return out.reshape(count * (k + 1), width)[:num]
+
+
+# ---------------------------------------------------------------------------------------------
+# packings of triples and their frames
+
+
+def _steiner_triple_system(v: int) -> np.ndarray:
+    """A Steiner triple system on ``v = 1, 3 (mod 6)`` points: ``(v (v - 1)/6, 3)`` triples
+    covering every pair exactly once. Bose's construction for ``v = 6n + 3`` and Skolem's for
+    ``v = 6n + 1`` (Lindner & Rodger, "Design Theory", 2nd ed. 2008, Sections 1.2-1.3), from a
+    commutative quasigroup on ``Z_m``: point ``(x, i)`` of ``Z_m x Z_3`` is ``x + m i``."""
+    if v == 1:
+        return np.zeros((0, 3), dtype=np.int64)
+    m = v // 3 if v % 6 == 3 else (v - 1) // 3
+    x, y = np.triu_indices(m, 1)
+    if v % 6 == 3:  # idempotent: x o y = (x + y)(m + 1)/2 mod m (m odd)
+        xy = (x + y) * ((m + 1) // 2) % m
+        own = np.arange(m)
+    else:  # half-idempotent: x o y = s/2 for s = x + y mod m even, (s - 1)/2 + m/2 for s odd
+        half = m // 2
+        t = (x + y) % m
+        xy = np.where(t % 2 == 0, t // 2, (t - 1) // 2 + half)
+        own = np.arange(half)
+    blocks = [np.stack([own + m * i for i in range(3)], axis=1)]  # {(x, 0), (x, 1), (x, 2)}
+    for i in range(3):  # {(x, i), (y, i), (x o y, i + 1)}, x < y
+        blocks.append(np.stack([x + m * i, y + m * i, xy + m * ((i + 1) % 3)], axis=1))
+    if v % 6 == 1:  # {inf, (x + m/2, i), (x, i + 1)}, x < m/2; inf is point 3m
+        for i in range(3):
+            inf = np.full(half, 3 * m)
+            blocks.append(np.stack([inf, own + half + m * i, own + m * ((i + 1) % 3)], axis=1))
+    return np.sort(np.concatenate(blocks), axis=1)
+
+
+def triple_packing_size(v: int) -> int:
+    """The number of triples of :func:`triple_packing` ``(v)``, computed without building it:
+    ``v (v - 1)/6`` for ``v = 1, 3 (mod 6)``, ``v (v - 2)/6`` for ``v = 0, 2``, ``(v - 1)
+    (v - 2)/6`` for ``v = 4, 5`` (all mod 6)."""
+    v = check_int("v", v, minimum=3)
+    rest = v % 6
+    if rest in (1, 3):
+        return v * (v - 1) // 6
+    if rest in (0, 2):
+        return v * (v - 2) // 6
+    return (v - 1) * (v - 2) // 6
+
+
+@lru_cache(maxsize=8)
+def _triple_packing(v: int) -> np.ndarray:
+    rest = v % 6
+    if rest in (1, 3):
+        return _steiner_triple_system(v)
+    if rest == 4:  # the system on v - 1 points; point v - 1 is on no triple
+        return _steiner_triple_system(v - 1)
+    w = v + 1 if rest in (0, 2) else v + 2  # delete the last w - v points of a larger system
+    sts = _steiner_triple_system(w)
+    return sts[sts.max(axis=1) < v]
+
+
+def triple_packing(v: int) -> np.ndarray:
+    """A packing of triples on ``v >= 3`` points: triples of which any two share at most one
+    point (a partial Steiner triple system), as a ``(b, 3)`` integer array of sorted points
+    ``0 .. v - 1``, ``b`` = :func:`triple_packing_size` ``(v)``.
+
+    For ``v = 1, 3 (mod 6)`` a Steiner triple system (every pair in exactly one triple; Bose's
+    construction for ``v = 3``, Skolem's for ``v = 1``); for ``v = 0, 2 (mod 6)`` the system on
+    ``v + 1`` points less one point; for ``v = 5 (mod 6)`` the system on ``v + 2`` less two;
+    for ``v = 4 (mod 6)`` the system on ``v - 1``. For ``v = 0, 1, 2, 3 (mod 6)`` and ``v <=
+    5`` that is the largest packing there is (Schönheim 1966, Spencer 1968: ``floor(v/3
+    floor((v - 1)/2))`` triples, one less for ``v = 5 (mod 6)``); from ``v = 10`` on it is
+    ``(v - 4)/6`` triples short of it for ``v = 4 (mod 6)`` and ``(v - 5)/3`` for ``v = 5``.
+    """
+    return _triple_packing(check_int("v", v, minimum=3)).copy()
+
+
+def triple_packing_frame(
+    v: int, num: int | None = None, *, dtype=None, device=None
+) -> torch.Tensor:
+    """``4 b`` unit vectors in ``R^v`` with coherence exactly ``1/3``: each triple of
+    :func:`triple_packing` ``(v)`` carries the four sign patterns ``(1, 1, 1), (1, -1, -1),
+    (-1, 1, -1), (-1, -1, 1)`` (a Hadamard matrix of order 4 without its all-ones column),
+    scaled by ``1/sqrt(3)``, on its three coordinates.
+
+    Two vectors of one triple have inner product ``-1/3``; two triples share at most one
+    point, where the entries are ``±1/sqrt(3)``, so ``|<v, w>|`` is ``1/3`` or ``0``. This is the
+    construction of :func:`steiner_etf` with the roles of points and blocks exchanged (Fickus,
+    Mixon & Tremain 2012): blocks of size ``k = 3`` and a Hadamard matrix of order ``k + 1``.
+    It is not tight, but ``1/3`` with ``N ~ 2 v^2/3`` lines; for ``v = 8`` it gives the 32 lines
+    of ``R^8`` at ``1/3`` of Sloane's table (29 to 32 lines there).
+
+    Parameters
+    ----------
+    v
+        The dimension, ``>= 3``.
+    num
+        Only the first ``num`` rows (default all ``4 b``); any two rows of one triple have
+        ``|<v, w>| = 1/3``, so every prefix of at least two rows keeps the coherence ``1/3``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(num, v)`` unit rows, four consecutive rows per triple.
+
+    Raises
+    ------
+    ValueError
+        If ``v < 3`` or ``num`` is not in ``1 .. 4 b``.
+    """
+    blocks = _triple_packing(check_int("v", v, minimum=3))
+    most = 4 * len(blocks)
+    num = most if num is None else check_int("num", num, minimum=1, maximum=most)
+    return _flat_simplices(blocks, v, num, check_dtype("dtype", dtype), device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,13 +31,14 @@ FAMILIES = {
         "roots_E7", "roots_E8", "paley", "steiner_pairs", "steiner_triples",
         "steiner_complement", "hadamard_identity", "kerdock", "kerdock_punctured", "gold",
         "gold_extended", "kasami_small", "kasami_large", "kasami_large_extended", "dual_bch",
-        "dual_bch_extended", "devore",
+        "dual_bch_extended", "devore", "triple_packing",
     },
     "sphere": {
         "simplex", "orthoplex", "trivial", "polygon", "icosahedron", "roots_D", "roots_E6",
         "roots_E7", "roots_E8", "gold_signed", "kasami_small_signed", "kasami_large_signed",
         "dual_bch_signed", "kerdock_punctured_signed", "antipodal_gold_extended",
         "antipodal_kerdock", "antipodal_hadamard_identity", "antipodal_devore",
+        "antipodal_triple_packing",
     },
 }  # fmt: skip
 
@@ -205,3 +206,15 @@ def test_bench_frames_runs_on_a_small_size(monkeypatch, capsys):
     bench["main"](["--sizes", "1000x31", "--verify"])
     out = capsys.readouterr().out
     assert "gold(m=5), punctured + basis" in out and "| 0.290322580645161 |" in out
+
+
+def test_triple_packings_give_29_to_32_lines_in_r8_at_one_third():
+    for num in (29, 32):
+        best = frame_candidates(num, 8)[0]
+        assert best.family == "triple_packing" and best.coherence == 1 / 3
+        assert best.own_dim == 8 and best.capacity == 32
+    assert "triple_packing" not in {c.family for c in frame_candidates(33, 8)}
+    # on all the points (a subset as a start spans R^dim): 29 lines in R^20 on 20 points
+    best = {c.family: c for c in frame_candidates(29, 20)}["triple_packing"]
+    assert best.own_dim == 20 and best.capacity == 4 * 60
+    assert coherence(best.build()) == pytest.approx(1 / 3, abs=1e-15)

@@ -1,4 +1,5 @@
-"""Hadamard matrices, Steiner ETFs and DeVore's frames: identities, exact coherence, errors."""
+"""Hadamard matrices, Steiner ETFs, packings of triples and DeVore's frames: identities, exact
+coherence, errors."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import math
 import pytest
 import torch
 
-from grassmann import coherence, devore_frame, hadamard, lower_bound, steiner_etf
-from grassmann.designs import hadamard_order, steiner_etf_size
+from grassmann import (
+    coherence,
+    devore_frame,
+    hadamard,
+    lower_bound,
+    steiner_etf,
+    triple_packing,
+    triple_packing_frame,
+)
+from grassmann.designs import hadamard_order, steiner_etf_size, triple_packing_size
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8, 12, 20, 24, 28, 36, 44, 52, 60, 68, 76, 100, 108])
@@ -86,3 +95,66 @@ def test_invalid_arguments_raise():
         steiner_etf(8, dtype=torch.int64)
     assert math.isclose(steiner_etf_size(32)[2], 1 / 31)
     assert steiner_etf_size(6) is None and steiner_etf_size(9, "triples") is None
+
+
+def _largest_packing(v):
+    """Schönheim's bound, attained for every v (Spencer 1968): the most triples on v points of
+    which any two share at most one point."""
+    return (v * ((v - 1) // 2)) // 3 - (1 if v % 6 == 5 else 0)
+
+
+@pytest.mark.parametrize("v", range(3, 64))
+def test_triple_packings_share_at_most_one_point_and_reach_the_stated_size(v):
+    blocks = triple_packing(v)
+    assert blocks.shape == (triple_packing_size(v), 3)
+    assert blocks.min() >= 0 and blocks.max() < v
+    assert (blocks[:, 0] < blocks[:, 1]).all() and (blocks[:, 1] < blocks[:, 2]).all()
+    # two triples sharing two points would share a pair: every pair at most once
+    pairs = {(int(t[i]), int(t[j])) for t in blocks for i, j in ((0, 1), (0, 2), (1, 2))}
+    assert len(pairs) == 3 * len(blocks)
+    if v % 6 in (1, 3):  # a Steiner triple system: every pair exactly once
+        assert len(pairs) == v * (v - 1) // 2
+    short = {4: (v - 4) // 6, 5: (v - 5) // 3}.get(v % 6, 0) if v >= 10 else 0
+    assert len(blocks) == _largest_packing(v) - short
+
+
+@pytest.mark.parametrize("v", [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 20, 25])
+def test_triple_packing_frames_have_coherence_exactly_one_third(v):
+    frame = triple_packing_frame(v)
+    assert frame.shape == (4 * triple_packing_size(v), v)
+    # 3 <v_i, v_j> is an integer: 3 on the diagonal, 0 or ±1 off it, -1 within a triple
+    gram = 3 * (frame @ frame.T)
+    exact = gram.round()
+    assert (gram - exact).abs().max() <= 1e-13
+    off = exact[~torch.eye(len(frame), dtype=torch.bool)]
+    assert set(off.abs().unique().tolist()) <= {0.0, 1.0} and (exact.diagonal() == 3).all()
+    g = len(frame) // 4
+    own = exact.reshape(g, 4, g, 4)[torch.arange(g), :, torch.arange(g), :]  # (g, 4, 4)
+    assert (own == 4 * torch.eye(4, dtype=own.dtype) - 1).all()
+    assert abs(coherence(frame) - 1 / 3) <= 1e-15
+
+
+def test_triple_packing_frame_in_r8_matches_the_table_at_29_to_32_lines():
+    # 8 triples on 8 points (the affine plane of order 3 less a point): 32 lines at 1/3, the
+    # value of Sloane's table for 29, 30, 31 and 32 lines in R^8
+    frame = triple_packing_frame(8)
+    assert frame.shape == (32, 8)
+    for n in (29, 30, 31, 32):
+        assert abs(coherence(frame[:n]) - 1 / 3) <= 1e-15
+
+
+def test_triple_packing_frame_prefix_dtype_device_and_errors(device):
+    frame = triple_packing_frame(13, 50, dtype=torch.float32, device=device)
+    assert frame.shape == (50, 13) and frame.dtype == torch.float32
+    assert frame.device.type == device.type
+    assert torch.equal(triple_packing_frame(13, 50), triple_packing_frame(13)[:50])
+    with pytest.raises(ValueError, match="v"):
+        triple_packing_frame(2)
+    with pytest.raises(ValueError, match="num"):
+        triple_packing_frame(8, 33)
+    with pytest.raises(ValueError, match="num"):
+        triple_packing_frame(8, 0)
+    with pytest.raises(TypeError, match="v"):
+        triple_packing_frame(8.0)
+    with pytest.raises(ValueError, match="v"):
+        triple_packing_size(1)
