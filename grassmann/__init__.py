@@ -23,6 +23,7 @@ from grassmann.coherence import (
 )
 from grassmann.constructions import known_optimal
 from grassmann.designs import (
+    affine_plane_frame,
     devore_frame,
     hadamard,
     steiner_etf,
@@ -88,6 +89,7 @@ __all__ = [
     "steiner_etf",
     "triple_packing",
     "triple_packing_frame",
+    "affine_plane_frame",
     "hadamard",
     "devore_frame",
     "bounds",

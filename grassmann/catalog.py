@@ -41,6 +41,8 @@ from ._finite_fields import prime_power
 from ._validation import check_choice, check_dtype, check_int
 from .bounds import lower_bound
 from .designs import (
+    affine_plane_frame,
+    affine_plane_frame_size,
     devore_frame,
     hadamard,
     hadamard_order,
@@ -375,6 +377,24 @@ def _triples(num: int, dim: int) -> Iterator[_Spec]:
         )  # fmt: skip
 
 
+def _affine(num: int, dim: int) -> Iterator[_Spec]:
+    """The lines of the largest affine plane AG(2, q) with ``q^2 <= dim`` and ``q = 3 (mod 4)``
+    (:func:`grassmann.designs.affine_plane_frame`: ``1/q``, smaller for larger ``q``, and the
+    largest also holds the most vectors)."""
+    for q in range(math.isqrt(dim), 2, -1):
+        size = affine_plane_frame_size(q)
+        if size is None:
+            continue
+        if size[0] >= num:
+            yield _Spec(
+                "affine_plane", f"affine_plane_frame({q})",
+                "lines of AG(2, q) with the Steiner ETF construction (Fickus, Mixon & Tremain "
+                "2012)", q * q, size[0], size[2],
+                _padded(lambda n, dt, dev, q=q: affine_plane_frame(q, n, dtype=dt, device=dev)),
+            )  # fmt: skip
+        return
+
+
 @lru_cache(maxsize=1)
 def _steiner_complements() -> tuple[tuple[int, str, int, int, float], ...]:
     """``(v, design, N, b, mu)`` of the Steiner ETFs with ``N <= EIGH_LIMIT``."""
@@ -515,6 +535,7 @@ def _lines_specs(num: int, dim: int) -> list[_Spec]:
     specs += _paley(num, dim)
     specs += _steiner(num, dim)
     specs += _triples(num, dim)
+    specs += _affine(num, dim)
     specs += _flat(num, dim)
     specs += _devore(num, dim)
     return specs

@@ -34,6 +34,8 @@ from ._finite_fields import field_tables, jacobsthal_matrix, prime_power
 from ._validation import check_choice, check_dtype, check_int
 
 __all__ = [
+    "affine_plane_frame",
+    "affine_plane_frame_size",
     "devore_frame",
     "hadamard",
     "hadamard_order",
@@ -354,6 +356,72 @@ def triple_packing_frame(
     most = 4 * len(blocks)
     num = most if num is None else check_int("num", num, minimum=1, maximum=most)
     return _flat_simplices(blocks, v, num, check_dtype("dtype", dtype), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lines of affine planes
+
+
+def affine_plane_frame_size(q: int) -> tuple[int, int, float] | None:
+    """``(N, d, mu) = (q (q + 1)^2, q^2, 1/q)`` of :func:`affine_plane_frame` ``(q)``, or
+    ``None`` when it does not exist here (``q`` not a prime power ``= 3 (mod 4)``, or no
+    Hadamard matrix of order ``q + 1`` from :func:`hadamard`). Computed without building."""
+    q = check_int("q", q, minimum=2)
+    if q % 4 != 3 or prime_power(q) is None or not hadamard_order(q + 1):
+        return None
+    return q * (q + 1) ** 2, q * q, 1.0 / q
+
+
+def affine_plane_frame(q: int, num: int | None = None, *, dtype=None, device=None) -> torch.Tensor:
+    """``q (q + 1)^2`` unit vectors in ``R^{q^2}`` with coherence exactly ``1/q``, from the
+    ``q (q + 1)`` lines of the affine plane AG(2, q).
+
+    The coordinates are the ``q^2`` points ``(x, y)`` of GF(q)^2; each line (``y = m x + c``,
+    and ``x = c``) carries the ``q + 1`` rows of a normalised Hadamard matrix of order ``q + 1``
+    without its all-ones column, scaled by ``1/sqrt(q)``, on its ``q`` points: the construction
+    of :func:`steiner_etf` (Fickus, Mixon & Tremain 2012) with the lines as the blocks that
+    carry the vectors. Two vectors of one line have inner product ``-1/q``; two lines meet in
+    at most one point, so ``|<v, w>|`` is ``1/q`` or ``0`` (parallel lines). Not tight, but
+    the Welch bound for these sizes is ``(1/q) sqrt((q^2 + q + 1)/((q + 1)^2 - 1/q))``, so
+    ``1/q`` is within a factor of about ``1 + 1/(2q)`` of it: 448 vectors in ``R^49`` at
+    ``1/7`` (1.058 times the bound), 1584 in ``R^121`` at ``1/11`` (1.040). A Hadamard matrix
+    of order ``q + 1`` needs ``q = 3 (mod 4)``.
+
+    Parameters
+    ----------
+    q
+        A prime power ``= 3 (mod 4)`` with a Hadamard matrix of order ``q + 1``
+        (:func:`affine_plane_frame_size`): 3, 7, 11, 19, 23, 27, 31, 43, 47, 59, ...
+    num
+        Only the first ``num`` rows (default all); every prefix of at least two rows keeps the
+        coherence ``1/q``. Built in ``O(num q^2)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(num, q^2)`` unit rows, ``q + 1`` consecutive rows per line; the lines in parallel
+        classes, slope ``m = 0 .. q - 1`` first and the vertical lines last.
+
+    Raises
+    ------
+    ValueError
+        If ``q`` is not such a prime power or ``num`` is not in ``1 .. N``.
+    """
+    size = affine_plane_frame_size(q)
+    if size is None:
+        raise ValueError(
+            f"affine_plane_frame needs q to be a prime power = 3 (mod 4) with a Hadamard "
+            f"matrix of order q + 1 (3, 7, 11, 19, 23, 27, 31, ...), got q={q}"
+        )
+    num = size[0] if num is None else check_int("num", num, minimum=1, maximum=size[0])
+    add, mul = field_tables(q)
+    xs = np.arange(q)
+    # line (m, c) of slope m: the points (x, m x + c), as x q + y
+    slopes = add[mul[:, None, :], xs[None, :, None]]  # (m, c, x) -> m x + c
+    sloped = xs[None, None, :] * q + slopes
+    vertical = xs[:, None] * q + xs[None, :]  # line x = c: (c, y)
+    lines = np.concatenate([sloped.reshape(q * q, q), vertical])
+    return _flat_simplices(lines, q * q, num, check_dtype("dtype", dtype), device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grassmann import (
+    affine_plane_frame,
     coherence,
     devore_frame,
     hadamard,
@@ -17,7 +18,12 @@ from grassmann import (
     triple_packing,
     triple_packing_frame,
 )
-from grassmann.designs import hadamard_order, steiner_etf_size, triple_packing_size
+from grassmann.designs import (
+    affine_plane_frame_size,
+    hadamard_order,
+    steiner_etf_size,
+    triple_packing_size,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8, 12, 20, 24, 28, 36, 44, 52, 60, 68, 76, 100, 108])
@@ -158,3 +164,58 @@ def test_triple_packing_frame_prefix_dtype_device_and_errors(device):
         triple_packing_frame(8.0)
     with pytest.raises(ValueError, match="v"):
         triple_packing_size(1)
+
+
+@pytest.mark.parametrize("q", [3, 7, 11])
+def test_affine_plane_frames_have_coherence_exactly_one_over_q(q):
+    frame = affine_plane_frame(q)
+    num, dim, mu = affine_plane_frame_size(q)
+    assert frame.shape == (num, dim) == (q * (q + 1) ** 2, q * q) and mu == 1 / q
+    assert torch.allclose(frame.norm(dim=1), torch.ones(num, dtype=frame.dtype))
+    # q <v_i, v_j> is an integer: q on the diagonal, -1 within a line, 0 or ±1 between lines
+    gram = q * (frame @ frame.T)
+    exact = gram.round()
+    assert (gram - exact).abs().max() <= 1e-12
+    off = exact[~torch.eye(num, dtype=torch.bool)]
+    assert set(off.abs().unique().tolist()) == {0.0, 1.0}
+    lines = num // (q + 1)
+    own = exact.reshape(lines, q + 1, lines, q + 1)[torch.arange(lines), :, torch.arange(lines)]
+    assert (own == (q + 1) * torch.eye(q + 1, dtype=own.dtype) - 1).all()
+    # each parallel class (q lines of one slope, q (q + 1) rows) covers every point once, so
+    # its lines are pairwise orthogonal; lines of two classes meet in exactly one point
+    support = (
+        (frame != 0).to(torch.int64).reshape(q + 1, q, q + 1, dim)[:, :, 0]
+    )  # (class, line, point)
+    assert (support.sum(dim=1) == 1).all()
+    meets = torch.einsum("alp,bmp->albm", support, support)
+    cross = ~torch.eye(q + 1, dtype=torch.bool)[:, None, :, None].expand_as(meets)
+    assert (meets[cross] == 1).all()
+    assert abs(coherence(frame) - 1 / q) <= 1e-15
+
+
+def test_affine_plane_frame_of_q_19_and_the_sizes_that_exist():
+    frame = affine_plane_frame(19)
+    assert frame.shape == (7600, 361) and abs(coherence(frame) - 1 / 19) <= 1e-15
+    valid = [q for q in range(2, 80) if affine_plane_frame_size(q) is not None]
+    assert valid == [3, 7, 11, 19, 23, 27, 31, 43, 47, 59, 67, 71, 79]  # prime powers 3 mod 4
+    # within a factor of about 1 + 1/(2q) of the Welch bound
+    for q in (7, 11, 19):
+        num, dim, mu = affine_plane_frame_size(q)
+        ratio = mu / lower_bound(num, dim).value
+        assert 1 < ratio < 1 + 1 / (2 * q)
+
+
+def test_affine_plane_frame_prefix_dtype_device_and_errors(device):
+    frame = affine_plane_frame(7, 100, dtype=torch.float32, device=device)
+    assert frame.shape == (100, 49) and frame.dtype == torch.float32
+    assert frame.device.type == device.type
+    assert torch.equal(affine_plane_frame(7, 100), affine_plane_frame(7)[:100])
+    for q in (5, 9, 15):  # 1 (mod 4), 1 (mod 4) and not a prime power
+        with pytest.raises(ValueError, match=f"q={q}"):
+            affine_plane_frame(q)
+    with pytest.raises(ValueError, match="num"):
+        affine_plane_frame(7, 449)
+    with pytest.raises(TypeError, match="q"):
+        affine_plane_frame(7.0)
+    with pytest.raises(ValueError, match="q"):
+        affine_plane_frame_size(1)
