@@ -163,10 +163,10 @@ def resume_checkpoint(
         try:
             raise error
         finally:
-            # this frame holds the exception and its traceback this frame: a cycle that kept
-            # the group alive until the garbage collector ran, at interpreter exit as likely
-            # as not, where gloo's destructor aborts the process (exit code -6 after a clean
-            # refusal, about once in 60 runs on 2 ranks)
+            # this frame holds the exception and its traceback holds this frame: a cycle that
+            # kept the group alive until the garbage collector ran, at interpreter exit as
+            # likely as not, where gloo's destructor aborts the process (exit code -6 after a
+            # clean refusal, about once in 60 runs on 2 ranks)
             del error
     failed = [r for r, msg in enumerate(everyone) if msg is not None]
     if failed:

@@ -22,8 +22,9 @@ orthonormal frame. Listing takes tens of microseconds to a millisecond, whatever
 
 The families (see :doc:`/frames` for sizes and coherence): orthonormal, simplex, orthoplex,
 polygon, icosahedron, root systems ``D_n, E_6, E_7, E_8``, triangular-graph lines, Paley ETFs,
-Steiner ETFs and their Naimark complements, Hadamard + identity, Kerdock MUBs (embedded and
-punctured), Gold, Kasami (small, large), dual BCH (3 zeros), and DeVore's polynomial frames.
+Steiner ETFs and their Naimark complements, packings of triples, the lines of affine planes,
+Hadamard + identity, Kerdock MUBs (embedded and punctured), Gold, Kasami (small, large), dual
+BCH (3 zeros), and DeVore's polynomial frames.
 """
 
 from __future__ import annotations

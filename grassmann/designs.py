@@ -242,7 +242,8 @@ def _flat_simplices(groups: np.ndarray, width: int, num: int, dtype, device) -> 
     count = -(-num // (k + 1))
     flat = hadamard(k + 1, dtype=dtype, device=device)[:, 1:] / math.sqrt(k)  # (k + 1, k)
     out = torch.zeros(count, k + 1, width, dtype=dtype, device=device)
-    cols = torch.as_tensor(groups[:count], device=out.device)[:, None, :].expand(-1, k + 1, k)
+    cols = torch.as_tensor(groups[:count].astype(np.int64), device=out.device)
+    cols = cols[:, None, :].expand(-1, k + 1, k)
     out.scatter_(2, cols, flat[None].expand(count, k + 1, k))
     return out.reshape(count * (k + 1), width)[:num]
 
@@ -291,16 +292,27 @@ def triple_packing_size(v: int) -> int:
     return (v - 1) * (v - 2) // 6
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _triple_packing(v: int) -> np.ndarray:
     rest = v % 6
     if rest in (1, 3):
-        return _steiner_triple_system(v)
-    if rest == 4:  # the system on v - 1 points; point v - 1 is on no triple
-        return _steiner_triple_system(v - 1)
-    w = v + 1 if rest in (0, 2) else v + 2  # delete the last w - v points of a larger system
-    sts = _steiner_triple_system(w)
-    return sts[sts.max(axis=1) < v]
+        blocks = _steiner_triple_system(v)
+    elif rest == 4:  # the system on v - 1 points, its first triple {a, b, c} made {a, b, v - 1}
+        blocks = _steiner_triple_system(v - 1)
+        blocks[0, 2] = v - 1
+    else:  # delete the last w - v points of a larger system
+        sts = _steiner_triple_system(v + 1 if rest in (0, 2) else v + 2)
+        blocks = sts[sts.max(axis=1) < v]
+    # first the triples that are the first through one of their points (together they cover
+    # every point, so that a prefix of the frame spans R^v early), then the others, in order
+    owner = np.full(v, len(blocks), dtype=np.int64)
+    np.minimum.at(owner, blocks.ravel(), np.repeat(np.arange(len(blocks)), 3))
+    first = np.zeros(len(blocks), dtype=bool)
+    first[owner[owner < len(blocks)]] = True  # a point may be on no triple (v = 4)
+    order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+    out = blocks[order].astype(np.int32)
+    out.flags.writeable = False
+    return out
 
 
 def triple_packing(v: int) -> np.ndarray:
@@ -311,12 +323,15 @@ def triple_packing(v: int) -> np.ndarray:
     For ``v = 1, 3 (mod 6)`` a Steiner triple system (every pair in exactly one triple; Bose's
     construction for ``v = 3``, Skolem's for ``v = 1``); for ``v = 0, 2 (mod 6)`` the system on
     ``v + 1`` points less one point; for ``v = 5 (mod 6)`` the system on ``v + 2`` less two;
-    for ``v = 4 (mod 6)`` the system on ``v - 1``. For ``v = 0, 1, 2, 3 (mod 6)`` and ``v <=
+    for ``v = 4 (mod 6)`` the system on ``v - 1`` with its first triple ``{a, b, c}`` made
+    ``{a, b, v - 1}``. The triples that are the first through one of their points come first
+    (they cover every point, so that a prefix of :func:`triple_packing_frame` spans ``R^v``
+    early). For ``v = 0, 1, 2, 3 (mod 6)`` and ``v <=
     5`` that is the largest packing there is (Schönheim 1966, Spencer 1968: ``floor(v/3
     floor((v - 1)/2))`` triples, one less for ``v = 5 (mod 6)``); from ``v = 10`` on it is
     ``(v - 4)/6`` triples short of it for ``v = 4 (mod 6)`` and ``(v - 5)/3`` for ``v = 5``.
     """
-    return _triple_packing(check_int("v", v, minimum=3)).copy()
+    return _triple_packing(check_int("v", v, minimum=3)).astype(np.int64)
 
 
 def triple_packing_frame(
@@ -331,8 +346,11 @@ def triple_packing_frame(
     point, where the entries are ``±1/sqrt(3)``, so ``|<v, w>|`` is ``1/3`` or ``0``. This is the
     construction of :func:`steiner_etf` with the roles of points and blocks exchanged (Fickus,
     Mixon & Tremain 2012): blocks of size ``k = 3`` and a Hadamard matrix of order ``k + 1``.
-    It is not tight, but ``1/3`` with ``N ~ 2 v^2/3`` lines; for ``v = 8`` it gives the 32 lines
-    of ``R^8`` at ``1/3`` of Sloane's table (29 to 32 lines there).
+    Not equiangular (inner products ``0`` and ``±1/3``), but ``1/3`` with ``N ~ 2 v^2/3`` lines;
+    tight where every point is on as many triples (``v = 0 .. 3 (mod 6)``: each triple adds
+    ``4/3`` times the identity on its coordinates). For ``v = 8`` it gives the 32 lines of
+    ``R^8`` at ``1/3``, the value of Sloane's table for 30 to 32 lines (29 lines there: 2.5e-8
+    below it).
 
     Parameters
     ----------
@@ -381,11 +399,12 @@ def affine_plane_frame(q: int, num: int | None = None, *, dtype=None, device=Non
     without its all-ones column, scaled by ``1/sqrt(q)``, on its ``q`` points: the construction
     of :func:`steiner_etf` (Fickus, Mixon & Tremain 2012) with the lines as the blocks that
     carry the vectors. Two vectors of one line have inner product ``-1/q``; two lines meet in
-    at most one point, so ``|<v, w>|`` is ``1/q`` or ``0`` (parallel lines). Not tight, but
-    the Welch bound for these sizes is ``(1/q) sqrt((q^2 + q + 1)/((q + 1)^2 - 1/q))``, so
-    ``1/q`` is within a factor of about ``1 + 1/(2q)`` of it: 448 vectors in ``R^49`` at
-    ``1/7`` (1.058 times the bound), 1584 in ``R^121`` at ``1/11`` (1.040). A Hadamard matrix
-    of order ``q + 1`` needs ``q = 3 (mod 4)``.
+    at most one point, so ``|<v, w>|`` is ``1/q`` or ``0`` (parallel lines). Tight (each line
+    adds ``(q + 1)/q`` times the identity on its points, and every point is on ``q + 1`` lines)
+    but not equiangular; the Welch bound for these sizes is ``(1/q) sqrt((q^2 + q + 1)/((q +
+    1)^2 - 1/q))``, so ``1/q`` is within a factor of about ``1 + 1/(2q)`` of it: 448 vectors in
+    ``R^49`` at ``1/7`` (1.058 times the bound), 1584 in ``R^121`` at ``1/11`` (1.040). A
+    Hadamard matrix of order ``q + 1`` needs ``q = 3 (mod 4)``.
 
     Parameters
     ----------

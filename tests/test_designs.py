@@ -140,6 +140,16 @@ def test_triple_packing_frames_have_coherence_exactly_one_third(v):
     assert abs(coherence(frame) - 1 / 3) <= 1e-15
 
 
+@pytest.mark.parametrize("v", [5, 6, 7, 8, 10, 11, 13, 16, 19, 22, 61])
+def test_triple_packing_frames_span_early_and_are_tight_where_the_packing_is_regular(v):
+    frame = triple_packing_frame(v)
+    # the first triples cover every point: 4 v rows (fewer for small v) span R^v
+    assert torch.linalg.matrix_rank(frame[: 4 * v]) == v
+    gram = frame.T @ frame
+    tight = torch.allclose(gram, gram.diagonal().mean() * torch.eye(v, dtype=gram.dtype))
+    assert tight == (v % 6 in (0, 1, 2, 3))  # every point on (v - 1)/2 or (v - 2)/2 triples
+
+
 def test_triple_packing_frame_in_r8_matches_the_table_at_29_to_32_lines():
     # 8 triples on 8 points (the affine plane of order 3 less a point): 32 lines at 1/3, the
     # value of Sloane's table for 29, 30, 31 and 32 lines in R^8
@@ -191,6 +201,10 @@ def test_affine_plane_frames_have_coherence_exactly_one_over_q(q):
     cross = ~torch.eye(q + 1, dtype=torch.bool)[:, None, :, None].expand_as(meets)
     assert (meets[cross] == 1).all()
     assert abs(coherence(frame) - 1 / q) <= 1e-15
+    # tight: every point is on q + 1 lines, each adding (q + 1)/q times the identity
+    gram = frame.T @ frame
+    assert torch.allclose(gram, (q + 1) ** 2 / q * torch.eye(dim, dtype=gram.dtype))
+    assert torch.linalg.matrix_rank(frame[: q * (q + 1)]) == dim  # the first parallel class
 
 
 def test_affine_plane_frame_of_q_19_and_the_sizes_that_exist():

@@ -238,6 +238,7 @@ def test_a_rank_that_cannot_resume_leaves_no_cycle_holding_its_group(tmp_path, m
     save_checkpoint(search_path(path, 1, 2), {"meta": {"seed": 99}, "state": {}})
     group = Group()
     alive = weakref.ref(group)
+    enabled = gc.isenabled()
     gc.disable()
     try:
         with pytest.raises(ValueError, match="seed=99"):
@@ -245,4 +246,5 @@ def test_a_rank_that_cannot_resume_leaves_no_cycle_holding_its_group(tmp_path, m
         del group
         assert alive() is None  # freed at once, not by the collector
     finally:
-        gc.enable()
+        if enabled:
+            gc.enable()
