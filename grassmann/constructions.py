@@ -53,6 +53,7 @@ __all__ = [
     "paley_etf",
     "polygon",
     "root_system",
+    "root_weight_lines",
     "simplex",
     "triangular_lines",
 ]
@@ -345,6 +346,82 @@ def root_system(
             pos = pos @ null_space(con)  # coordinates in an orthonormal basis of the complement
     pos = _max_pair_first(pos / np.linalg.norm(pos, axis=1, keepdims=True))
     rows = pos if mode == "lines" else np.concatenate([pos, -pos])
+    return _out(rows, dtype, device)
+
+
+#: ``(rank, lines, coherence)`` of :func:`root_weight_lines`
+ROOT_WEIGHT_SYSTEMS = {
+    "D6": (6, 46, 1.0 / math.sqrt(3.0)),
+    "E6": (6, 63, math.sqrt(3.0 / 8.0)),
+    "E7": (7, 91, 1.0 / math.sqrt(3.0)),
+}
+
+
+def root_weight_lines(system: str, mode: str = "lines", *, dtype=None, device=None) -> torch.Tensor:
+    """The roots of ``D_6``, ``E_6`` or ``E_7`` together with an orbit of minuscule weights,
+    normalised; with ``mode="lines"`` one vector per ± pair.
+
+    * ``"D6"``: the 30 root lines ``±e_i ± e_j`` of ``R^6`` and the 16 lines of the half-spin
+      weights ``(±1/2)^6`` with an even number of minus signs: 46 lines with coherence
+      ``1/sqrt(3)`` (root and weight: ``±1`` over ``sqrt(2 * 3/2)``; two weights: ``±1/2`` over
+      ``3/2``, i.e. ``1/3``; two roots: ``1/2``).
+    * ``"E6"``: the 36 root lines and the 27 lines of the minuscule weights of norm ``4/3``
+      (the 27 lines on a cubic surface; here the E8 roots with norm ``4/3`` after projection
+      onto the complement of the ``A_2`` of :func:`root_system`): 63 lines in ``R^6`` with
+      coherence ``sqrt(3/8)`` (root and weight: ``±1`` over ``sqrt(2 * 4/3)``; two weights:
+      ``1/4`` or ``1/2``).
+    * ``"E7"``: the 63 root lines and the 28 lines of the 56 minuscule weights of norm ``3/2``
+      (the E8 roots ``r`` with ``<r, rho> = ±1``, projected): 91 lines in ``R^7`` with
+      coherence ``1/sqrt(3)`` (root and weight: ``±1`` over ``sqrt(2 * 3/2)``; two weights:
+      ``1/3``).
+
+    A root and a weight have an integer inner product, ``0`` or ``±1`` here (the weights lie in
+    the dual lattice; Conway & Sloane, *Sphere Packings, Lattices and Groups*, Ch. 4 and 8).
+    91 lines in ``R^7`` at ``1/sqrt(3)`` and 63 in ``R^6`` at ``sqrt(3/8)`` are the values of
+    Sloane's table of line packings; 46 lines in ``R^6`` at ``1/sqrt(3)`` are a start for 47
+    (the table's value, also ``1/sqrt(3)``).
+
+    Rows 0 and 1 (a root and a weight) attain the coherence, so every prefix of two or more
+    rows does; in sphere mode the second half of the rows are the negatives of the first.
+
+    Raises
+    ------
+    ValueError
+        If ``system`` is not one of ``"D6"``, ``"E6"``, ``"E7"``.
+    """
+    from scipy.linalg import null_space
+
+    system = check_choice("system", system, tuple(ROOT_WEIGHT_SYSTEMS))
+    mode = check_choice("mode", mode, ("lines", "sphere"))
+    if system == "D6":
+        roots = root_system("D", 6, "lines", dtype=torch.float64).numpy()
+        # signs of entries 1..4 free, entry 0 is + (one per ± pair), entry 5 makes them even
+        bits = (np.arange(16)[:, None] >> np.arange(4)) & 1
+        bits = np.concatenate(
+            [np.zeros((16, 1), dtype=bits.dtype), bits, bits.sum(1, keepdims=True) % 2], axis=1
+        )
+        weights = (1.0 - 2.0 * bits) / math.sqrt(6.0)
+    else:
+        con = np.array(
+            [np.full(8, 0.5)] + ([-np.eye(8)[0] - np.eye(8)[1]] if system == "E6" else [])
+        )
+        proj = _e8_positive() @ null_space(con)  # the E8 roots in the complement
+        norm2 = (proj * proj).sum(axis=1)
+        roots = proj[np.abs(norm2 - 2.0) < 1e-9]
+        weights = proj[np.abs(norm2 - (4.0 / 3.0 if system == "E6" else 1.5)) < 1e-9]
+        # one per ± pair: the sign that makes the first non-zero entry positive
+        lead = weights[np.arange(len(weights)), np.argmax(np.abs(weights) > 1e-9, axis=1)]
+        weights = weights * np.sign(lead)[:, None]
+        _, first = np.unique(np.round(weights, 9), axis=0, return_index=True)
+        weights = weights[np.sort(first)]
+    rows = np.concatenate(
+        [
+            roots / np.linalg.norm(roots, axis=1, keepdims=True),
+            weights / np.linalg.norm(weights, axis=1, keepdims=True),
+        ]
+    )
+    rows = _max_pair_first(rows)
+    rows = rows if mode == "lines" else np.concatenate([rows, -rows])
     return _out(rows, dtype, device)
 
 

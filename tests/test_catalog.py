@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import runpy
 import tracemalloc
 from pathlib import Path
@@ -17,9 +18,9 @@ from grassmann import coherence, frame_candidates, known_optimal, lower_bound
 # sizes chosen so that together they list every family of the catalog (checked below)
 LINES = [(5, 5), (3, 1), (7, 6), (19, 5), (13, 6), (40, 8), (18, 9), (16, 10), (30, 20)]
 LINES += [(100, 15), (100, 16), (120, 15), (100, 35), (200, 31), (200, 32), (300, 63)]
-LINES += [(150, 25), (33, 4), (200, 49)]
+LINES += [(150, 25), (33, 4), (200, 49), (40, 6), (91, 7)]
 SPHERE = [(4, 3), (6, 4), (3, 1), (12, 3), (40, 5), (72, 6), (126, 7), (240, 8), (40, 8)]
-SPHERE += [(100, 15), (100, 31), (100, 63), (60, 20), (150, 25), (500, 49)]
+SPHERE += [(100, 15), (100, 31), (100, 63), (60, 20), (150, 25), (500, 49), (80, 6)]
 SIZES = [(n, d, "lines") for n, d in LINES] + [(n, d, "sphere") for n, d in SPHERE]
 # larger sizes where only one family is built: the dual BCH code beyond its Gold rows
 TARGETED = [(1100, 31, "lines", "dual_bch"), (1100, 32, "lines", "dual_bch_extended")]
@@ -31,14 +32,16 @@ FAMILIES = {
         "roots_E7", "roots_E8", "paley", "steiner_pairs", "steiner_triples",
         "steiner_complement", "hadamard_identity", "kerdock", "kerdock_punctured", "gold",
         "gold_extended", "kasami_small", "kasami_large", "kasami_large_extended", "dual_bch",
-        "dual_bch_extended", "devore", "triple_packing", "affine_plane",
+        "dual_bch_extended", "devore", "triple_packing", "affine_plane", "root_weights_D6",
+        "root_weights_E6", "root_weights_E7",
     },
     "sphere": {
         "simplex", "orthoplex", "trivial", "polygon", "icosahedron", "roots_D", "roots_E6",
         "roots_E7", "roots_E8", "gold_signed", "kasami_small_signed", "kasami_large_signed",
         "dual_bch_signed", "kerdock_punctured_signed", "antipodal_gold_extended",
         "antipodal_kerdock", "antipodal_hadamard_identity", "antipodal_devore",
-        "antipodal_triple_packing", "antipodal_affine_plane",
+        "antipodal_triple_packing", "antipodal_affine_plane", "root_weights_D6",
+        "root_weights_E6", "root_weights_E7",
     },
 }  # fmt: skip
 
@@ -226,3 +229,11 @@ def test_affine_planes_are_the_best_construction_for_hundreds_of_lines_in_r49():
     assert "affine_plane" not in {c.family for c in frame_candidates(449, 49)}
     # the largest plane that fits: q = 11 from R^121 on
     assert frame_candidates(1000, 130)[0].name == "affine_plane_frame(11)"
+
+
+def test_roots_with_weights_are_the_best_construction_for_their_sizes():
+    assert frame_candidates(46, 6)[0].name == "root_weight_lines('D6')"
+    assert frame_candidates(63, 6)[0].name == "root_weight_lines('E6')"
+    best = frame_candidates(91, 7)[0]
+    assert best.name == "root_weight_lines('E7')" and best.coherence == 1 / math.sqrt(3)
+    assert frame_candidates(150, 7, "sphere")[0].name == "root_weight_lines('E7')"

@@ -161,3 +161,35 @@ def test_invalid_arguments_raise():
         constructions.triangular_lines(9)
     with pytest.raises(TypeError, match="dtype must be a real floating dtype.*torch.int64"):
         constructions.root_system("D", 4, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    ("system", "shape", "values"),
+    [
+        ("D6", (46, 6), {0.0, 1 / 3, 1 / 2, 1 / math.sqrt(3)}),
+        ("E6", (63, 6), {0.0, 1 / 4, 1 / 2, math.sqrt(3 / 8)}),
+        ("E7", (91, 7), {0.0, 1 / 3, 1 / 2, 1 / math.sqrt(3)}),
+    ],
+)
+def test_roots_with_minuscule_weights_have_the_stated_inner_products(system, shape, values):
+    lines = constructions.root_weight_lines(system)
+    rank, count, mu = constructions.ROOT_WEIGHT_SYSTEMS[system]
+    assert lines.shape == shape == (count, rank) and mu == max(values)
+    gram = (lines @ lines.T).abs()
+    off = gram[~torch.eye(count, dtype=torch.bool)]
+    # every |cosine| is one of the stated values, each of them taken
+    near = torch.stack([(off - v).abs() for v in values]).min(dim=0).values
+    assert near.max() <= 1e-12
+    for v in values:
+        assert ((off - v).abs() <= 1e-12).any()
+    assert abs(coherence(lines) - mu) <= 1e-14 and abs(coherence(lines[:2]) - mu) <= 1e-14
+    roots = constructions.root_system("D" if system == "D6" else "E", rank, "lines")
+    assert torch.linalg.matrix_rank(lines) == rank
+    # the lines of the root system are among them, in the same coordinates
+    match = ((roots @ lines.T).abs() - 1).abs() <= 1e-12
+    assert (match.sum(dim=1) == 1).all() and match.any(dim=0).sum() == len(roots)
+    points = constructions.root_weight_lines(system, "sphere", dtype=torch.float32)
+    assert points.shape == (2 * count, rank) and points.dtype == torch.float32
+    assert torch.equal(points[count:], -points[:count])
+    with pytest.raises(ValueError, match="system"):
+        constructions.root_weight_lines("E8")
