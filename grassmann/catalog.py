@@ -21,8 +21,8 @@ the smallest own dimension). For ``mode="lines"`` and ``N <= d`` the list is jus
 orthonormal frame. Listing takes tens of microseconds to a millisecond, whatever ``N``.
 
 The families (see :doc:`/frames` for sizes and coherence): orthonormal, simplex, orthoplex,
-polygon, icosahedron, root systems ``D_n, E_6, E_7, E_8`` (and ``D_6, E_6, E_7`` with a
-minuscule weight orbit), triangular-graph lines, Paley ETFs,
+polygon, icosahedron, root systems ``D_n, E_6, E_7, E_8, H_4`` (the 600-cell; and ``D_6, E_6,
+E_7`` with a minuscule weight orbit), triangular-graph lines, Paley ETFs,
 Steiner ETFs and their Naimark complements, packings of triples, the lines of affine planes,
 Hadamard + identity, Kerdock MUBs (embedded and punctured), Gold, Kasami (small, large), dual
 BCH (3 zeros), and DeVore's polynomial frames.
@@ -301,6 +301,12 @@ def _roots(num: int, dim: int, mode: str) -> Iterator[_Spec]:
                 _prefix(lambda r=rank: _c.root_system("E", r, mode), signed=mode == "sphere"),
                 antipodal=False,
             )  # fmt: skip
+    if dim >= 4 and per * 60 >= num:
+        yield _Spec(
+            "roots_H4", "six_hundred_cell", "Coxeter, Regular Polytopes, 1973, Sec. 8.7", 4,
+            per * 60, math.cos(math.pi / 5),
+            _prefix(lambda: _c.six_hundred_cell(mode), signed=mode == "sphere"), antipodal=False,
+        )  # fmt: skip
     # with an orbit of minuscule weights: D6 (46 lines), E6 (63), E7 (91)
     for system, (rank, count, mu) in _c.ROOT_WEIGHT_SYSTEMS.items():
         if rank <= dim and per * count >= num:

@@ -33,7 +33,7 @@ FAMILIES = {
         "steiner_complement", "hadamard_identity", "kerdock", "kerdock_punctured", "gold",
         "gold_extended", "kasami_small", "kasami_large", "kasami_large_extended", "dual_bch",
         "dual_bch_extended", "devore", "triple_packing", "affine_plane", "root_weights_D6",
-        "root_weights_E6", "root_weights_E7",
+        "root_weights_E6", "root_weights_E7", "roots_H4",
     },
     "sphere": {
         "simplex", "orthoplex", "trivial", "polygon", "icosahedron", "roots_D", "roots_E6",
@@ -41,7 +41,7 @@ FAMILIES = {
         "dual_bch_signed", "kerdock_punctured_signed", "antipodal_gold_extended",
         "antipodal_kerdock", "antipodal_hadamard_identity", "antipodal_devore",
         "antipodal_triple_packing", "antipodal_affine_plane", "root_weights_D6",
-        "root_weights_E6", "root_weights_E7",
+        "root_weights_E6", "root_weights_E7", "roots_H4",
     },
 }  # fmt: skip
 
@@ -237,3 +237,11 @@ def test_roots_with_weights_are_the_best_construction_for_their_sizes():
     best = frame_candidates(91, 7)[0]
     assert best.name == "root_weight_lines('E7')" and best.coherence == 1 / math.sqrt(3)
     assert frame_candidates(150, 7, "sphere")[0].name == "root_weight_lines('E7')"
+
+
+def test_the_600_cell_gives_120_points_on_s3_and_60_lines_in_r4():
+    best = frame_candidates(120, 4, "sphere")[0]
+    assert best.name == "six_hundred_cell" and best.coherence == math.cos(math.pi / 5)
+    assert abs(coherence(best.build(), mode="sphere") - math.cos(math.pi / 5)) <= 1e-15
+    assert frame_candidates(60, 4)[0].name == "six_hundred_cell"
+    assert "roots_H4" not in {c.family for c in frame_candidates(61, 4)}

@@ -193,3 +193,20 @@ def test_roots_with_minuscule_weights_have_the_stated_inner_products(system, sha
     assert torch.equal(points[count:], -points[:count])
     with pytest.raises(ValueError, match="system"):
         constructions.root_weight_lines("E8")
+
+
+def test_the_600_cell_has_the_inner_products_of_h4():
+    points = constructions.six_hundred_cell()
+    assert points.shape == (120, 4) and torch.equal(points[60:], -points[:60])
+    assert torch.allclose(points.norm(dim=1), torch.ones(120, dtype=points.dtype))
+    gram = points @ points.T
+    off = gram[~torch.eye(120, dtype=torch.bool)]
+    # 36, 72, 108, 144, 180 degrees, and 60, 90, 120
+    angles = [math.cos(k * math.pi / 5) for k in range(1, 6)] + [0.5, 0.0, -0.5]
+    cosines = torch.tensor(angles, dtype=torch.float64)
+    assert (off[:, None] - cosines).abs().min(dim=1).values.max() <= 1e-15
+    # every vertex has 12 neighbours at 36 degrees (the icosahedral vertex figure)
+    assert ((gram - math.cos(math.pi / 5)).abs() <= 1e-12).sum(dim=1).eq(12).all()
+    lines = constructions.six_hundred_cell("lines", dtype=torch.float32)
+    assert lines.shape == (60, 4) and lines.dtype == torch.float32
+    assert abs(coherence(lines[:2].double()) - math.cos(math.pi / 5)) <= 1e-7
