@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -278,9 +279,10 @@ def six_hundred_cell(mode: str = "sphere", *, dtype=None, device=None) -> torch.
     *Regular Polytopes*, 1973, Section 8.7). Inner products between distinct vertices are
     ``cos`` of 36, 60, 72, 90, 108, 120, 144 and 180 degrees, so the coherence is
     ``cos(pi/5) = phi/2`` in both modes: the 120 points are the optimal code of 120 points on
-    ``S^3`` (they attain Böröczky's bound, 1978), and their 60 lines the value of Sloane's
-    table for 53 to 60 lines in ``R^4``. Rows 0 and 1 are at 36 degrees, so every prefix of two
-    or more rows attains it; in sphere mode the second half are the negatives of the first.
+    ``S^3`` (they attain Böröczky's bound, 1978; Andreev 1999), and their 60 lines the value of
+    Sloane's table for 54 to 60 lines in ``R^4`` (and within 1e-10 of it for 53). Rows 0 and
+    1 are at 36 degrees, so every prefix of two or more rows attains it; in sphere mode the
+    second half are the negatives of the first.
     """
     mode = check_choice("mode", mode, ("lines", "sphere"))
     phi = (1.0 + math.sqrt(5.0)) / 2.0
@@ -369,8 +371,6 @@ def root_system(
     ValueError
         If ``family``/``rank`` is not one of those.
     """
-    from scipy.linalg import null_space
-
     family = check_choice("family", family, ("D", "E"))
     mode = check_choice("mode", mode, ("lines", "sphere"))
     if family == "D":
@@ -384,26 +384,27 @@ def root_system(
         rank = check_int("rank", rank, minimum=6, maximum=8)
         pos = _e8_positive()
         if rank < 8:
-            perp = [np.full(8, 0.5)] + ([-np.eye(8)[0] - np.eye(8)[1]] if rank == 6 else [])
-            con = np.array(perp)
-            pos = pos[np.all(np.abs(pos @ con.T) < 1e-12, axis=1)]
-            pos = pos @ null_space(con)  # coordinates in an orthonormal basis of the complement
+            con, basis = _e8_complement(rank)
+            pos = pos[np.all(np.abs(pos @ con.T) < 1e-12, axis=1)] @ basis
     pos = _max_pair_first(pos / np.linalg.norm(pos, axis=1, keepdims=True))
     rows = pos if mode == "lines" else np.concatenate([pos, -pos])
     return _out(rows, dtype, device)
 
 
 #: ``(rank, lines, coherence)`` of :func:`root_weight_lines`
-ROOT_WEIGHT_SYSTEMS = {
-    "D6": (6, 46, 1.0 / math.sqrt(3.0)),
-    "E6": (6, 63, math.sqrt(3.0 / 8.0)),
-    "E7": (7, 91, 1.0 / math.sqrt(3.0)),
-}
+ROOT_WEIGHT_SYSTEMS = MappingProxyType(
+    {
+        "D6": (6, 46, 1.0 / math.sqrt(3.0)),
+        "E6": (6, 63, math.sqrt(3.0 / 8.0)),
+        "E7": (7, 91, 1.0 / math.sqrt(3.0)),
+    }
+)
 
 
 def root_weight_lines(system: str, mode: str = "lines", *, dtype=None, device=None) -> torch.Tensor:
     """The roots of ``D_6``, ``E_6`` or ``E_7`` together with an orbit of minuscule weights,
-    normalised; with ``mode="lines"`` one vector per ± pair.
+    normalised; with ``mode="lines"`` (the default, unlike :func:`root_system`) one vector per
+    ± pair.
 
     * ``"D6"``: the 30 root lines ``±e_i ± e_j`` of ``R^6`` and the 16 lines of the half-spin
       weights ``(±1/2)^6`` with an even number of minus signs: 46 lines with coherence
@@ -433,10 +434,9 @@ def root_weight_lines(system: str, mode: str = "lines", *, dtype=None, device=No
     ValueError
         If ``system`` is not one of ``"D6"``, ``"E6"``, ``"E7"``.
     """
-    from scipy.linalg import null_space
-
     system = check_choice("system", system, tuple(ROOT_WEIGHT_SYSTEMS))
     mode = check_choice("mode", mode, ("lines", "sphere"))
+    rank, count, _ = ROOT_WEIGHT_SYSTEMS[system]
     if system == "D6":
         roots = root_system("D", 6, "lines", dtype=torch.float64).numpy()
         # signs of entries 1..4 free, entry 0 is + (one per ± pair), entry 5 makes them even
@@ -446,27 +446,35 @@ def root_weight_lines(system: str, mode: str = "lines", *, dtype=None, device=No
         )
         weights = (1.0 - 2.0 * bits) / math.sqrt(6.0)
     else:
-        con = np.array(
-            [np.full(8, 0.5)] + ([-np.eye(8)[0] - np.eye(8)[1]] if system == "E6" else [])
-        )
-        proj = _e8_positive() @ null_space(con)  # the E8 roots in the complement
+        proj = _e8_positive() @ _e8_complement(rank)[1]  # the E8 roots in the complement
         norm2 = (proj * proj).sum(axis=1)
         roots = proj[np.abs(norm2 - 2.0) < 1e-9]
         weights = proj[np.abs(norm2 - (4.0 / 3.0 if system == "E6" else 1.5)) < 1e-9]
-        # one per ± pair: the sign that makes the first non-zero entry positive
-        lead = weights[np.arange(len(weights)), np.argmax(np.abs(weights) > 1e-9, axis=1)]
-        weights = weights * np.sign(lead)[:, None]
-        _, first = np.unique(np.round(weights, 9), axis=0, return_index=True)
-        weights = weights[np.sort(first)]
+        # several roots project onto one weight line: keep the first of each (|cos| = 1)
+        unit = weights / np.linalg.norm(weights, axis=1, keepdims=True)
+        same = np.triu(np.abs(unit @ unit.T) > 1.0 - 1e-9, k=1)
+        weights = weights[~same.any(axis=0)]
     rows = np.concatenate(
         [
             roots / np.linalg.norm(roots, axis=1, keepdims=True),
             weights / np.linalg.norm(weights, axis=1, keepdims=True),
         ]
     )
+    if len(rows) != count:  # pragma: no cover - guards the construction
+        raise RuntimeError(f"internal error: {len(rows)} lines for {system}, expected {count}")
     rows = _max_pair_first(rows)
     rows = rows if mode == "lines" else np.concatenate([rows, -rows])
     return _out(rows, dtype, device)
+
+
+def _e8_complement(rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(con, basis)`` for ``E_7`` (``rank = 7``) or ``E_6`` (``6``) inside ``E_8``: the roots
+    they must be orthogonal to (``rho = (1/2) 1``, and ``-(e_1 + e_2)`` for ``E_6``, an
+    ``A_2``), and an orthonormal basis ``(8, rank)`` of the complement of their span."""
+    from scipy.linalg import null_space
+
+    con = np.array([np.full(8, 0.5)] + ([-np.eye(8)[0] - np.eye(8)[1]] if rank == 6 else []))
+    return con, null_space(con)
 
 
 def e8_roots(mode: str = "sphere", *, dtype=None, device=None) -> torch.Tensor:
