@@ -245,3 +245,10 @@ def test_the_600_cell_gives_120_points_on_s3_and_60_lines_in_r4():
     assert abs(coherence(best.build(), mode="sphere") - math.cos(math.pi / 5)) <= 1e-15
     assert frame_candidates(60, 4)[0].name == "six_hundred_cell"
     assert "roots_H4" not in {c.family for c in frame_candidates(61, 4)}
+
+
+def test_the_catalog_packs_triples_on_at_most_triple_limit_points():
+    from grassmann.catalog import TRIPLE_LIMIT
+
+    big = {c.family: c for c in frame_candidates(10**7, 5000)}["triple_packing"]
+    assert big.own_dim == TRIPLE_LIMIT and big.capacity >= 10**7
