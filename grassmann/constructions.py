@@ -62,6 +62,11 @@ __all__ = [
 ]
 
 
+def _bits(k: int) -> np.ndarray:
+    """All ``2^k`` words of ``k`` bits, ``(2^k, k)``, least significant bit first."""
+    return (np.arange(1 << k)[:, None] >> np.arange(k)) & 1
+
+
 def _out(x: np.ndarray, dtype: torch.dtype | None, device) -> torch.Tensor:
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     dtype = check_dtype("dtype", dtype)
@@ -158,7 +163,7 @@ def clebsch_etf(*, dtype=None, device=None) -> torch.Tensor:
     adjacent at Hamming distance 1 or 4; strongly regular (16, 5, 0, 2)); ``S`` has eigenvalues
     5 (x6) and -3 (x10), so ``I + S/3`` is a rank-6 Gram matrix (Lemmens & Seidel 1973).
     """
-    bits = (np.arange(16)[:, None] >> np.arange(4)) & 1
+    bits = _bits(4)
     ham = (bits[:, None, :] != bits[None, :, :]).sum(-1)
     adj = ((ham == 1) | (ham == 4)).astype(float)
     seidel = np.ones((16, 16)) - np.eye(16) - 2 * adj
@@ -287,10 +292,10 @@ def six_hundred_cell(mode: str = "sphere", *, dtype=None, device=None) -> torch.
     mode = check_choice("mode", mode, ("lines", "sphere"))
     phi = (1.0 + math.sqrt(5.0)) / 2.0
     axes = np.eye(4)
-    halves = 0.5 - ((np.arange(8)[:, None] >> np.arange(3)) & 1)  # (1/2, ±1/2, ±1/2, ±1/2)
+    halves = 0.5 - _bits(3)  # (1/2, ±1/2, ±1/2, ±1/2)
     halves = np.concatenate([np.full((8, 1), 0.5), halves], axis=1)
     perms = [p for p in itertools.permutations(range(4)) if _even(p)]  # the 12 even ones
-    signs = 1.0 - 2.0 * ((np.arange(8)[:, None] >> np.arange(3)) & 1)  # of phi, 1, 1/phi
+    signs = 1.0 - 2.0 * _bits(3)  # of phi, 1, 1/phi
     base = np.array([phi, 1.0, 1.0 / phi, 0.0]) / 2.0
     snub = []
     for sg in signs:
@@ -339,8 +344,7 @@ def _e8_positive() -> np.ndarray:
     plus[np.arange(28), j] = 1.0
     minus = plus.copy()
     minus[np.arange(28), j] = -1.0
-    codes = np.arange(128)  # signs of entries 1..7; entry 0 is +
-    bits = (codes[:, None] >> np.arange(7)) & 1
+    bits = _bits(7)  # signs of entries 1..7; entry 0 is +
     halves = np.concatenate([np.zeros((128, 1)), bits], axis=1)
     halves = halves[halves.sum(axis=1) % 2 == 0]
     return np.concatenate([plus, minus, 0.5 - halves])
@@ -440,7 +444,7 @@ def root_weight_lines(system: str, mode: str = "lines", *, dtype=None, device=No
     if system == "D6":
         roots = root_system("D", 6, "lines", dtype=torch.float64).numpy()
         # signs of entries 1..4 free, entry 0 is + (one per ± pair), entry 5 makes them even
-        bits = (np.arange(16)[:, None] >> np.arange(4)) & 1
+        bits = _bits(4)
         bits = np.concatenate(
             [np.zeros((16, 1), dtype=bits.dtype), bits, bits.sum(1, keepdims=True) % 2], axis=1
         )
