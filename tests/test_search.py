@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import grassmann
+from ebv_gen.kernels import max_similarity
 from ebv_gen.multistart import SUPERSET_EXTRA, SUPERSET_MAX_POINTS, drop_points
 from ebv_gen.search import (
     MAX_ROUND_SIZE,
@@ -465,3 +466,34 @@ def test_each_exploration_start_gets_its_own_starting_sharpness(monkeypatch):
     ((start, end),) = seen
     torch.testing.assert_close(start, ms.start_sharpness(16, 3))
     assert end == ms.EXPLORE_BETA_END
+
+
+def test_orbit_starts_take_their_share_of_the_fresh_starts_the_orders_in_turn(monkeypatch):
+    from ebv_gen import multistart as ms
+
+    monkeypatch.setattr(ms, "ORBIT_SHARE", 0.5)
+    monkeypatch.setattr(ms, "ORBIT_FIRST_ROUND", 1)
+    monkeypatch.setattr(ms, "ORBIT_ORDERS", (3, 4, 5, 6))
+    gen = torch.Generator().manual_seed(0)
+    groups = ms._orbit_starts(21, 11, 6, 1, 1, gen)
+    # 10 orbit starts; orders 6 (two orbits need 12 points) left out, the others in turn
+    assert [(name, len(Z)) for name, Z in groups] == [
+        ("orbit of order 3", 4),
+        ("orbit of order 4", 3),
+        ("orbit of order 5", 3),
+    ]
+    assert all(Z.shape[1:] == (11, 6) for _, Z in groups)
+    assert ms._orbit_starts(21, 11, 6, 1, 0, gen) == []  # before ORBIT_FIRST_ROUND
+    assert ms._orbit_starts(21, 11, 6, 2, 1, gen) == []  # subspaces: none
+    assert ms._orbit_starts(21, 5, 6, 1, 1, gen) == []  # no order leaves two orbits
+
+
+def test_a_search_with_orbit_starts_is_seeded_and_exact(monkeypatch):
+    from ebv_gen import multistart as ms
+
+    monkeypatch.setattr(ms, "ORBIT_SHARE", 1.0)
+    a = multistart(20, 4, generator=torch.Generator().manual_seed(0), steps=ONE_ROUND, restarts=8)
+    b = multistart(20, 4, generator=torch.Generator().manual_seed(0), steps=ONE_ROUND, restarts=8)
+    assert a.Z.numpy().tobytes() == b.Z.numpy().tobytes()
+    assert a.origin.startswith("orbit of order")
+    assert a.similarity == pytest.approx(float(max_similarity(a.Z)), abs=1e-15)
