@@ -28,9 +28,16 @@ import math
 
 import torch
 
+from grassmann._linalg import _qr_signfix
 from grassmann._validation import check_int
 
 __all__ = ["orbit_start", "rotation_of_order"]
+
+
+def _check_plane(dim: int, order: int) -> None:
+    """The plane's only rotations of order two are ``±I``."""
+    if dim == 2 and order == 2:
+        raise ValueError("dim=2 has no rotation of order=2 other than -I; use order >= 3")
 
 
 def rotation_of_order(
@@ -48,8 +55,7 @@ def rotation_of_order(
     """
     dim = check_int("dim", dim, minimum=2)
     order = check_int("order", order, minimum=2)
-    if dim == 2 and order == 2:
-        raise ValueError("dim=2 has no rotation of order=2 other than -I; use order >= 3")
+    _check_plane(dim, order)
     planes = dim // 2
     while True:
         a = torch.randint(0, order, (planes,), generator=generator)
@@ -63,8 +69,8 @@ def rotation_of_order(
     idx = torch.arange(planes) * 2
     D[idx, idx], D[idx, idx + 1] = c, -s
     D[idx + 1, idx], D[idx + 1, idx + 1] = s, c
-    Q, Rq = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
-    Q = Q * torch.sign(torch.diagonal(Rq))  # Haar-distributed (Mezzadri 2007)
+    # QR of a Gaussian matrix with diag(R) > 0: Haar-distributed (Mezzadri 2007)
+    Q = _qr_signfix(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
     return Q @ D @ Q.T
 
 
@@ -89,8 +95,7 @@ def orbit_start(
     order = check_int("order", order, minimum=2)
     num = check_int("num", num, minimum=2 * order)
     dim = check_int("dim", dim, minimum=2)
-    if dim == 2 and order == 2:
-        raise ValueError("dim=2 has no rotation of order=2 other than -I; use order >= 3")
+    _check_plane(dim, order)
     G, f = divmod(num, order)
     if count == 0:
         return torch.empty(0, num, dim, dtype=torch.float64)
